@@ -1,0 +1,608 @@
+"""The Array: one thin ``__slots__`` wrapper around a backend-native array.
+
+An Array holds three things: the native data (``numpy.ndarray``, ``jax.Array``,
+``cupy.ndarray``, ...), the interned :class:`~hpcai.Device` it lives on, and its residency
+tags. An operation unwraps, calls the backend, wraps; nothing else happens on the
+compute path. Operations never move data: mixing devices raises
+:class:`~hpcai.errors.DeviceMismatchError`.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+from collections.abc import Callable, Iterator
+from types import EllipsisType, MappingProxyType
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from . import _tags
+from ._device import Device, resolve_device
+from .errors import (
+    ArrayIndexError,
+    AxisError,
+    DeviceMismatchError,
+    DTypeError,
+    ForeignArrayError,
+    HpcaiError,
+    InvalidArgumentError,
+    LinAlgError,
+    OutOfDeviceMemoryError,
+    ScalarOverflowError,
+    ShapeError,
+)
+
+if TYPE_CHECKING:
+    from ._tags import TagSet
+
+__all__ = ["Array"]
+
+_object_new = object.__new__
+_SCALAR_TYPES = (bool, int, float, complex)
+_API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
+
+Scalar = Union[bool, int, float, complex]
+IndexKey = Union[int, slice, EllipsisType, None, "Array", tuple[Any, ...]]
+
+
+# --------------------------------------------------------------------------------------------
+# wrapping and error translation (used by every namespace function as well)
+# --------------------------------------------------------------------------------------------
+def _wrap(data: Any, device: Device, tags: TagSet | None) -> Array:
+    """Wrap a native result computed on *device*. The only way Arrays are made."""
+    if data.__class__ is not device._native_type:
+        data = device._adopt(device, data)
+    a = _object_new(Array)
+    a._data = data
+    a._device = device
+    a._tags = tags
+    return a
+
+
+def _translate(fname: str, exc: BaseException) -> BaseException:
+    """Turn a backend exception into the matching :mod:`hpcai.errors` class."""
+    if isinstance(exc, HpcaiError):
+        return exc
+    msg = f"{fname}: {exc}"
+    if isinstance(exc, np.linalg.LinAlgError) or type(exc).__name__ == "LinAlgError":
+        return LinAlgError(msg)
+    if isinstance(exc, np.exceptions.AxisError):
+        return AxisError(msg)
+    if isinstance(exc, IndexError):
+        return ArrayIndexError(msg)
+    if isinstance(exc, OverflowError):
+        return ScalarOverflowError(msg)
+    if isinstance(exc, TypeError):
+        return DTypeError(msg)
+    if isinstance(exc, ValueError):
+        text = str(exc).lower()
+        if "shape" in text or "broadcast" in text or "dimension" in text or "axis" in text:
+            return ShapeError(msg)
+        return InvalidArgumentError(msg)
+    if isinstance(exc, MemoryError):
+        return OutOfDeviceMemoryError(msg)
+    if isinstance(exc, ZeroDivisionError):
+        return InvalidArgumentError(msg)
+    return exc
+
+
+def _mismatch(fname: str, a: Device, b: Device) -> DeviceMismatchError:
+    return DeviceMismatchError(
+        f"{fname}: operands live on different devices ({a} and {b}); hpcai never moves data "
+        f"implicitly. Move one explicitly, e.g. `y = y.to_device(\"{a}\")`, then retry."
+    )
+
+
+def _foreign(fname: str, obj: object, device: Device) -> ForeignArrayError:
+    return ForeignArrayError(
+        f"{fname}: cannot mix an hpcai Array with {type(obj).__module__}.{type(obj).__name__}; "
+        f"convert it first with `xp.asarray(obj, device=\"{device}\")`"
+    )
+
+
+def _operand(fname: str, self: Array, other: object) -> Any:
+    """The native value of a scalar operand, or raise for foreign arrays / bad types."""
+    if isinstance(other, _SCALAR_TYPES):
+        return other
+    if isinstance(other, np.generic):
+        return other.item()
+    if hasattr(other, "__array_namespace__") or hasattr(other, "__array__") or hasattr(other, "__dlpack__"):
+        raise _foreign(fname, other, self._device)
+    return NotImplemented
+
+
+def _rebuild(host: np.ndarray, device: str, tags: TagSet | None) -> Array:
+    """Unpickle an Array onto the device it was pickled from."""
+    dev = resolve_device(device)
+    if dev.is_host:
+        return _wrap(host, dev, tags)
+    return _wrap(dev._backend.from_host(host, dev, copy=True), dev, tags)
+
+
+# --------------------------------------------------------------------------------------------
+class Array:
+    """An n-dimensional array on one device, with residency tags.
+
+    Arrays are made by the namespace (``xp.asarray``, ``xp.zeros``, operations ...), never
+    by calling ``Array(...)``.
+
+    >>> import hpcai as xp
+    >>> x = xp.asarray([1.0, 2.0, 3.0])
+    >>> (x * 2).device
+    Device('numpy:cpu')
+    """
+
+    __slots__ = ("__weakref__", "_data", "_device", "_tags")
+
+    _data: Any
+    _device: Device
+    _tags: TagSet | None
+
+    # Make NumPy defer to our reflected operators instead of converting us.
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+
+    def __new__(cls, *args: object, **kwargs: object) -> Array:
+        raise TypeError(
+            "hpcai.Array cannot be constructed directly; use xp.asarray(obj, device=...) "
+            "or another creation function"
+        )
+
+    # -- attributes ------------------------------------------------------------------------
+    @property
+    def dtype(self) -> Any:
+        """The data type (a ``numpy.dtype``: hpcai's dtypes are NumPy's dtype objects)."""
+        return self._data.dtype
+
+    @property
+    def device(self) -> Device:
+        """The device the data lives on."""
+        return self._device
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return int(self._data.ndim)
+
+    @property
+    def size(self) -> int:
+        return int(self._data.size)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the array's elements (an extension of the standard)."""
+        return int(self._data.nbytes)
+
+    @property
+    def tags(self) -> MappingProxyType[str, frozenset[str]]:
+        """Residency tags, a read-only mapping ``key -> frozenset of values``."""
+        return _tags.as_mapping(self._tags)
+
+    @property
+    def T(self) -> Array:
+        """Transpose of a 2-D array."""
+        if self._data.ndim != 2:
+            raise ShapeError(f"Array.T: defined for 2-D arrays only, got {self._data.ndim}-D; use x.mT or xp.permute_dims")
+        return _wrap(self._data.T, self._device, self._tags)
+
+    @property
+    def mT(self) -> Array:
+        """Transpose of the last two axes (a stack of matrices)."""
+        if self._data.ndim < 2:
+            raise ShapeError(f"Array.mT: needs at least 2 dimensions, got {self._data.ndim}")
+        ns = self._device._ns
+        return _wrap(ns.matrix_transpose(self._data), self._device, self._tags)
+
+    def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
+        if api_version is not None and api_version not in _API_VERSIONS:
+            raise InvalidArgumentError(
+                f"__array_namespace__: unsupported api_version {api_version!r}; supported: {', '.join(_API_VERSIONS)}"
+            )
+        return sys.modules["hpcai"]
+
+    # -- movement ---------------------------------------------------------------------------
+    def to_device(self, device: Device | str, /, *, stream: Any = None) -> Array:
+        """Return the array on *device*: the only way data moves (measured, checked, logged).
+
+        >>> import hpcai as xp
+        >>> xp.asarray([1, 2]).to_device("emulated:0").device
+        Device('emulated:0')
+        """
+        from ._transfer import move
+
+        return move(self, resolve_device(device), op="to_device", stream=stream)
+
+    # -- binary operator machinery -------------------------------------------------------------
+    def _binop(self, other: Any, op: Callable[[Any, Any], Any], fname: str) -> Array:
+        if other.__class__ is Array:
+            if other._device is not self._device:
+                raise _mismatch(fname, self._device, other._device)
+            o = other._data
+            t = _tags.union(self._tags, other._tags)
+        else:
+            o = _operand(fname, self, other)
+            if o is NotImplemented:
+                return NotImplemented  # type: ignore[no-any-return]
+            t = self._tags
+        try:
+            r = op(self._data, o)
+        except Exception as exc:
+            raise _translate(fname, exc) from None
+        return _wrap(r, self._device, t)
+
+    def _rbinop(self, other: Any, op: Callable[[Any, Any], Any], fname: str) -> Array:
+        o = _operand(fname, self, other)
+        if o is NotImplemented:
+            return NotImplemented  # type: ignore[no-any-return]
+        try:
+            r = op(o, self._data)
+        except Exception as exc:
+            raise _translate(fname, exc) from None
+        return _wrap(r, self._device, self._tags)
+
+    def _ibinop(self, other: Any, op: Callable[[Any, Any], Any], fname: str) -> Array:
+        if other.__class__ is Array:
+            if other._device is not self._device:
+                raise _mismatch(fname, self._device, other._device)
+            o = other._data
+            t = _tags.union(self._tags, other._tags)
+        else:
+            o = _operand(fname, self, other)
+            if o is NotImplemented:
+                return NotImplemented  # type: ignore[no-any-return]
+            t = self._tags
+        data = self._data
+        try:
+            r = op(data, o)
+        except Exception as exc:
+            raise _translate(fname, exc) from None
+        if r is not data:  # immutable backends (JAX) compute out of place
+            if r.dtype != data.dtype or tuple(r.shape) != tuple(data.shape):
+                raise DTypeError(
+                    f"{fname}: in-place result would change {data.dtype}{tuple(data.shape)} to "
+                    f"{r.dtype}{tuple(r.shape)}; in-place operations keep the left operand's dtype and shape"
+                )
+            self._data = self._device._adopt(self._device, r)
+        self._tags = t
+        return self
+
+    def _fn2(self, other: Any, fname: str, reflected: bool = False) -> Array:
+        """Operators whose NumPy behaviour deviates from the standard go through the namespace."""
+        from . import _elementwise
+
+        f = getattr(_elementwise, fname)
+        return f(other, self) if reflected else f(self, other)  # type: ignore[no-any-return]
+
+    # arithmetic
+    def __add__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.add, "__add__")
+
+    def __sub__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.sub, "__sub__")
+
+    def __mul__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.mul, "__mul__")
+
+    def __truediv__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.truediv, "__truediv__")
+
+    def __floordiv__(self, other: Array | Scalar, /) -> Array:
+        return self._fn2(other, "floor_divide")
+
+    def __mod__(self, other: Array | Scalar, /) -> Array:
+        return self._fn2(other, "remainder")
+
+    def __pow__(self, other: Array | Scalar, /) -> Array:
+        return self._fn2(other, "pow")
+
+    def __matmul__(self, other: Array, /) -> Array:
+        from ._linalg_functions import matmul
+
+        return matmul(self, other)
+
+    def __and__(self, other: Array | int | bool, /) -> Array:
+        return self._binop(other, operator.and_, "__and__")
+
+    def __or__(self, other: Array | int | bool, /) -> Array:
+        return self._binop(other, operator.or_, "__or__")
+
+    def __xor__(self, other: Array | int | bool, /) -> Array:
+        return self._binop(other, operator.xor, "__xor__")
+
+    def __lshift__(self, other: Array | int, /) -> Array:
+        return self._fn2(other, "bitwise_left_shift")
+
+    def __rshift__(self, other: Array | int, /) -> Array:
+        return self._fn2(other, "bitwise_right_shift")
+
+    # comparisons
+    def __eq__(self, other: object, /) -> Array:  # type: ignore[override]
+        return self._binop(other, operator.eq, "__eq__")
+
+    def __ne__(self, other: object, /) -> Array:  # type: ignore[override]
+        return self._binop(other, operator.ne, "__ne__")
+
+    def __lt__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.lt, "__lt__")
+
+    def __le__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.le, "__le__")
+
+    def __gt__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.gt, "__gt__")
+
+    def __ge__(self, other: Array | Scalar, /) -> Array:
+        return self._binop(other, operator.ge, "__ge__")
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # reflected
+    def __radd__(self, other: Scalar, /) -> Array:
+        return self._rbinop(other, operator.add, "__radd__")
+
+    def __rsub__(self, other: Scalar, /) -> Array:
+        return self._rbinop(other, operator.sub, "__rsub__")
+
+    def __rmul__(self, other: Scalar, /) -> Array:
+        return self._rbinop(other, operator.mul, "__rmul__")
+
+    def __rtruediv__(self, other: Scalar, /) -> Array:
+        return self._rbinop(other, operator.truediv, "__rtruediv__")
+
+    def __rfloordiv__(self, other: Scalar, /) -> Array:
+        return self._fn2(other, "floor_divide", reflected=True)
+
+    def __rmod__(self, other: Scalar, /) -> Array:
+        return self._fn2(other, "remainder", reflected=True)
+
+    def __rpow__(self, other: Scalar, /) -> Array:
+        return self._fn2(other, "pow", reflected=True)
+
+    def __rmatmul__(self, other: Array, /) -> Array:
+        o = _operand("__rmatmul__", self, other)
+        if o is NotImplemented:
+            return NotImplemented  # type: ignore[no-any-return]
+        raise DTypeError("__rmatmul__: matmul needs two arrays, got a Python scalar")
+
+    def __rand__(self, other: int | bool, /) -> Array:
+        return self._rbinop(other, operator.and_, "__rand__")
+
+    def __ror__(self, other: int | bool, /) -> Array:
+        return self._rbinop(other, operator.or_, "__ror__")
+
+    def __rxor__(self, other: int | bool, /) -> Array:
+        return self._rbinop(other, operator.xor, "__rxor__")
+
+    def __rlshift__(self, other: int, /) -> Array:
+        return self._fn2(other, "bitwise_left_shift", reflected=True)
+
+    def __rrshift__(self, other: int, /) -> Array:
+        return self._fn2(other, "bitwise_right_shift", reflected=True)
+
+    # in-place
+    def __iadd__(self, other: Array | Scalar, /) -> Array:
+        return self._ibinop(other, operator.iadd, "__iadd__")
+
+    def __isub__(self, other: Array | Scalar, /) -> Array:
+        return self._ibinop(other, operator.isub, "__isub__")
+
+    def __imul__(self, other: Array | Scalar, /) -> Array:
+        return self._ibinop(other, operator.imul, "__imul__")
+
+    def __itruediv__(self, other: Array | Scalar, /) -> Array:
+        return self._ibinop(other, operator.itruediv, "__itruediv__")
+
+    def _inplace_via(self, other: Any, fname: str) -> Array:
+        r = self._fn2(other, fname)
+        return self._ibinop(r, _take_right, f"__i{fname}__")
+
+    def __ifloordiv__(self, other: Array | Scalar, /) -> Array:
+        return self._inplace_via(other, "floor_divide")
+
+    def __imod__(self, other: Array | Scalar, /) -> Array:
+        return self._inplace_via(other, "remainder")
+
+    def __ipow__(self, other: Array | Scalar, /) -> Array:
+        return self._inplace_via(other, "pow")
+
+    def __imatmul__(self, other: Array, /) -> Array:
+        r = self.__matmul__(other)
+        return self._ibinop(r, _take_right, "__imatmul__")
+
+    def __iand__(self, other: Array | int | bool, /) -> Array:
+        return self._ibinop(other, operator.iand, "__iand__")
+
+    def __ior__(self, other: Array | int | bool, /) -> Array:
+        return self._ibinop(other, operator.ior, "__ior__")
+
+    def __ixor__(self, other: Array | int | bool, /) -> Array:
+        return self._ibinop(other, operator.ixor, "__ixor__")
+
+    def __ilshift__(self, other: Array | int, /) -> Array:
+        return self._inplace_via(other, "bitwise_left_shift")
+
+    def __irshift__(self, other: Array | int, /) -> Array:
+        return self._inplace_via(other, "bitwise_right_shift")
+
+    # unary
+    def _unop(self, op: Callable[[Any], Any], fname: str) -> Array:
+        try:
+            r = op(self._data)
+        except Exception as exc:
+            raise _translate(fname, exc) from None
+        return _wrap(r, self._device, self._tags)
+
+    def __neg__(self) -> Array:
+        return self._unop(operator.neg, "__neg__")
+
+    def __pos__(self) -> Array:
+        return self._unop(operator.pos, "__pos__")
+
+    def __abs__(self) -> Array:
+        return self._unop(operator.abs, "__abs__")
+
+    def __invert__(self) -> Array:
+        return self._unop(operator.invert, "__invert__")
+
+    # -- indexing ---------------------------------------------------------------------------
+    def _key(self, key: Any, fname: str) -> tuple[Any, TagSet | None]:
+        kc = key.__class__
+        if kc is int or kc is slice or key is None or key is Ellipsis:
+            return key, None
+        if kc is Array:
+            if key._device is not self._device:
+                raise _mismatch(fname, self._device, key._device)
+            return key._data, key._tags
+        if kc is tuple:
+            parts = []
+            tags: TagSet | None = None
+            for k in key:
+                nk, kt = self._key(k, fname)
+                parts.append(nk)
+                tags = _tags.union(tags, kt)
+            return tuple(parts), tags
+        if isinstance(key, (bool, np.bool_)):
+            return bool(key), None
+        if isinstance(key, (int, np.integer)):
+            return int(key), None
+        if hasattr(key, "__index__") and not hasattr(key, "__array_namespace__"):
+            return operator.index(key), None
+        if hasattr(key, "__array_namespace__") or hasattr(key, "__array__"):
+            raise _foreign(fname, key, self._device)
+        raise ArrayIndexError(
+            f"{fname}: unsupported index {key!r} of type {type(key).__name__}; use integers, "
+            "slices, ..., None, or hpcai integer/boolean arrays"
+        )
+
+    def __getitem__(self, key: IndexKey, /) -> Array:
+        k, kt = self._key(key, "__getitem__")
+        try:
+            r = self._data[k]
+        except Exception as exc:
+            raise _translate("__getitem__", exc) from None
+        return _wrap(r, self._device, _tags.union(self._tags, kt))
+
+    def __setitem__(self, key: IndexKey, value: Array | Scalar, /) -> None:
+        k, kt = self._key(key, "__setitem__")
+        if value.__class__ is Array:
+            if value._device is not self._device:  # type: ignore[union-attr]
+                raise _mismatch("__setitem__", self._device, value._device)  # type: ignore[union-attr]
+            v = value._data  # type: ignore[union-attr]
+            vt = value._tags  # type: ignore[union-attr]
+        else:
+            v = _operand("__setitem__", self, value)
+            if v is NotImplemented:
+                raise DTypeError(f"__setitem__: value must be an hpcai Array or a Python scalar, got {type(value).__name__}")
+            vt = None
+        dev = self._device
+        try:
+            self._data = dev._backend.setitem(dev, self._data, k, v)
+        except Exception as exc:
+            raise _translate("__setitem__", exc) from None
+        self._tags = _tags.union(self._tags, _tags.union(kt, vt))
+
+    def __iter__(self) -> Iterator[Array]:
+        if self._data.ndim == 0:
+            raise DTypeError("iteration over a 0-d array")
+        for i in range(self._data.shape[0]):
+            yield self[i]
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise DTypeError("len() of a 0-d array")
+        return int(self._data.shape[0])
+
+    # -- conversion to Python scalars ------------------------------------------------------------
+    def _scalar(self, conv: Callable[[Any], Any], fname: str) -> Any:
+        if self._data.ndim != 0:
+            raise ShapeError(f"{fname}: only 0-d arrays convert to Python scalars, got shape {self.shape}")
+        try:
+            return conv(self._data)
+        except Exception as exc:
+            raise _translate(fname, exc) from None
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar(bool, "__bool__"))
+
+    def __int__(self) -> int:
+        if self._data.dtype.kind == "c":
+            raise DTypeError("__int__: cannot convert a complex array to int")
+        return int(self._scalar(int, "__int__"))
+
+    def __float__(self) -> float:
+        if self._data.dtype.kind == "c":
+            raise DTypeError("__float__: cannot convert a complex array to float; use xp.real first")
+        return float(self._scalar(float, "__float__"))
+
+    def __complex__(self) -> complex:
+        return complex(self._scalar(complex, "__complex__"))
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu":
+            raise DTypeError(f"__index__: needs an integer array, got {self._data.dtype}")
+        return int(self._scalar(operator.index, "__index__"))
+
+    # -- export -----------------------------------------------------------------------------------
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        dev = self._device
+        if not dev.is_host:
+            raise TypeError(
+                f"cannot convert an array on {dev} to a NumPy array implicitly (it does not live in "
+                f"host memory); move it explicitly: `x.to_device(\"numpy:cpu\")`"
+            )
+        from . import _transfer
+
+        if _transfer.export_guard is not None:
+            _transfer.export_guard(self, "__array__", None)
+        if copy is None:
+            return np.asarray(self._data, dtype=dtype)
+        return np.array(self._data, dtype=dtype, copy=copy)
+
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any:
+        from . import _transfer
+
+        return _transfer.dlpack_export(self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        dev = self._device
+        return dev._backend.dlpack_device(dev)
+
+    # -- pickling and repr ------------------------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        dev = self._device
+        host = dev._backend.to_host(self._data, dev)
+        return (_rebuild, (np.asarray(host), dev.spec.name, self._tags))
+
+    def __repr__(self) -> str:
+        dev = self._device
+        try:
+            body = np.array2string(np.asarray(dev._backend.to_host(self._data, dev)), separator=", ", threshold=20)
+        except Exception:  # repr must never fail
+            body = "..."
+        tags = ""
+        if self._tags:
+            tags = ", tags={" + ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in self.tags.items()) + "}"
+        return f"Array({body}, dtype={self._data.dtype}, device='{dev}'{tags})"
+
+
+def _take_right(a: Any, b: Any) -> Any:
+    """In-place helper: the result was computed already; write it into *a* where mutable."""
+    if a.dtype != b.dtype:
+        raise TypeError(f"in-place result has dtype {b.dtype}, the array has {a.dtype}")
+    if isinstance(a, np.ndarray):
+        if a.shape != b.shape:
+            raise ValueError(f"in-place result has shape {b.shape}, the array has shape {a.shape}")
+        a[...] = b
+        return a
+    return b

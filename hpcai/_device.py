@@ -1,0 +1,215 @@
+"""Devices: small immutable value objects, one interned instance per device name."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Union
+
+from . import _config
+from .errors import BackendUnavailableError, HpcaiError, UnknownDeviceError
+
+if TYPE_CHECKING:
+    from hpcai.backends import Backend, DeviceSpec
+
+__all__ = ["Device", "DeviceLike", "all_devices", "default_device", "resolve_device"]
+
+
+class Device:
+    """A place where array data lives: ``numpy:cpu``, ``emulated:0``, ``jax:cpu:1``, ``cupy:0``.
+
+    Devices are interned (one object per name), so ``a.device is b.device`` is the fast
+    equality test used on every operation. ``str(device)`` gives the name back, and the
+    name is accepted everywhere a device is.
+
+    >>> import hpcai as xp
+    >>> str(xp.asarray([1.0], device="emulated:0").device)
+    'emulated:0'
+    """
+
+    __slots__ = ("_adopt", "_backend", "_native_type", "_ns", "spec")
+
+    spec: DeviceSpec
+    _backend: Backend
+    _ns: Any
+    _native_type: type
+    _adopt: Any
+
+    def __init__(self, spec: DeviceSpec, backend: Backend) -> None:
+        object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "_backend", backend)
+        object.__setattr__(self, "_ns", None)
+        object.__setattr__(self, "_native_type", backend.native_type)
+        object.__setattr__(self, "_adopt", backend.adopt)
+        object.__setattr__(self, "_ns", backend.namespace(self))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Device objects are immutable")
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The device string, e.g. ``"emulated:0"``."""
+        return self.spec.name
+
+    @property
+    def backend(self) -> str:
+        """The backend name (``"numpy"``, ``"emulated"``, ``"jax"``, ``"cupy"``, ...)."""
+        return self.spec.backend
+
+    @property
+    def kind(self) -> str:
+        """``"cpu"``, ``"gpu"``, ``"tpu"`` or ``"emulated"``."""
+        return self.spec.kind
+
+    @property
+    def memory(self) -> int | None:
+        """Memory capacity in bytes (``None`` when unbounded or unknown)."""
+        return self.spec.memory
+
+    @property
+    def native_dtypes(self) -> frozenset[str]:
+        """Names of the dtypes the device computes on natively."""
+        return self.spec.native_dtypes
+
+    @property
+    def attributes(self) -> Mapping[str, str]:
+        """Location attributes (country, jurisdiction, provider, ...) from configuration."""
+        return self.spec.attributes
+
+    @property
+    def is_host(self) -> bool:
+        """Whether arrays on this device live in ordinary host memory NumPy can read."""
+        return self.spec.backend == "numpy"
+
+    def __str__(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"Device({self.spec.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Device):
+            return self.spec.name == other.spec.name
+        if isinstance(other, str):
+            return self.spec.name == other or (other == "cpu" and self.spec.name == "numpy:cpu")
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.spec.name)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (resolve_device, (self.spec.name,))
+
+
+DeviceLike = Union[Device, str]
+
+_lock = threading.RLock()
+_table: dict[str, Device] | None = None
+_unavailable: dict[str, str] = {}
+_default: Device | None = None
+
+_ALIASES = {"cpu": "numpy:cpu"}
+
+
+def _build_table() -> dict[str, Device]:
+    from hpcai.backends import backend_infos, get_backend
+
+    cfg = _config.get_config()
+    dev_cfg = cfg.section("devices")
+    table: dict[str, Device] = {}
+    _unavailable.clear()
+    for name, info in backend_infos().items():
+        if not info.installed:
+            _unavailable[name] = info.install_hint
+            continue
+        try:
+            backend = get_backend(name)
+        except BackendUnavailableError as exc:
+            _unavailable[name] = str(exc)
+            continue
+        if not backend.available():
+            _unavailable[name] = f"{name}: no device available ({backend.install_hint})"
+            continue
+        for spec in backend.device_specs(cfg.data):
+            table[spec.name] = Device(spec, backend)
+    # Config entries naming devices that no backend provides are an error, not ignored.
+    for name in dev_cfg:
+        if name not in table and name.split(":", 1)[0] not in _unavailable:
+            raise UnknownDeviceError(
+                f"{cfg.source}: [devices.\"{name}\"] names no device; known devices: {', '.join(table)}"
+            )
+    return table
+
+
+def _devices() -> dict[str, Device]:
+    global _table
+    t = _table
+    if t is None:
+        with _lock:
+            if _table is None:
+                _table = _build_table()
+            t = _table
+    return t
+
+
+def _reset() -> None:
+    global _table, _default
+    with _lock:
+        _table = None
+        _default = None
+
+
+_config.on_reconfigure(_reset)
+
+
+def all_devices() -> list[Device]:
+    """Every available device, in backend order."""
+    return list(_devices().values())
+
+
+def unavailable_backends() -> dict[str, str]:
+    """Backends that are known but unusable here, with the reason / install hint."""
+    _devices()
+    return dict(_unavailable)
+
+
+def resolve_device(device: DeviceLike | None) -> Device:
+    """Turn a device string (or ``None`` for the default) into the interned :class:`Device`."""
+    if device is None:
+        return default_device()
+    if device.__class__ is Device:
+        return device  # type: ignore[return-value]
+    if isinstance(device, str):
+        name = _ALIASES.get(device, device)
+        table = _devices()
+        dev = table.get(name)
+        if dev is not None:
+            return dev
+        backend = name.split(":", 1)[0]
+        if backend in _unavailable:
+            raise UnknownDeviceError(
+                f"device {device!r} is not available: {_unavailable[backend]}"
+            )
+        known = ", ".join(table)
+        raise UnknownDeviceError(f"unknown device {device!r}; available devices: {known}")
+    raise UnknownDeviceError(
+        f"expected a device or a device string such as 'numpy:cpu', got {type(device).__name__} {device!r}"
+    )
+
+
+def default_device() -> Device:
+    """The default device: ``$HPCAI_DEVICE``, else ``default_device`` in config, else ``numpy:cpu``."""
+    global _default
+    d = _default
+    if d is None:
+        with _lock:
+            name = os.environ.get("HPCAI_DEVICE") or _config.get_config().default_device or "numpy:cpu"
+            try:
+                d = resolve_device(name)
+            except HpcaiError as exc:
+                src = "$HPCAI_DEVICE" if os.environ.get("HPCAI_DEVICE") else _config.get_config().source
+                raise UnknownDeviceError(f"default device from {src}: {exc}") from None
+            _default = d
+    return d

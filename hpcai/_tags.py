@@ -1,0 +1,61 @@
+"""The tag model: residency tags carried by arrays and propagated to derived data.
+
+Tags are stored on an array as ``None`` (untagged, the common case) or a ``frozenset`` of
+``(key, value)`` pairs. Propagation is set union, so a result derived from data tagged
+``origin=DE`` and data tagged ``origin=FR`` carries both values. ``Array.tags`` shows them
+as a read-only mapping ``key -> frozenset of values``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+__all__ = ["EMPTY", "TagSet", "as_mapping", "make_tags", "union"]
+
+TagSet = frozenset[tuple[str, str]]
+
+EMPTY: MappingProxyType[str, frozenset[str]] = MappingProxyType({})
+
+
+def union(a: TagSet | None, b: TagSet | None) -> TagSet | None:
+    """The union of two tag sets; ``None`` stands for no tags (and is returned for none)."""
+    if b is None or b is a:
+        return a
+    if a is None:
+        return b
+    return a | b
+
+
+def union_all(tag_sets: Iterable[TagSet | None]) -> TagSet | None:
+    """The union of many tag sets."""
+    out: TagSet | None = None
+    for t in tag_sets:
+        out = union(out, t)
+    return out
+
+
+def make_tags(mapping: Mapping[str, object] | None) -> TagSet | None:
+    """Build a tag set from ``{key: value}`` or ``{key: [values]}``; values become strings."""
+    if not mapping:
+        return None
+    pairs: set[tuple[str, str]] = set()
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"tag keys must be non-empty strings, got {key!r}")
+        if isinstance(value, (set, frozenset, list, tuple)):
+            for v in value:
+                pairs.add((key, str(v)))
+        else:
+            pairs.add((key, str(value)))
+    return frozenset(pairs)
+
+
+def as_mapping(tags: TagSet | None) -> MappingProxyType[str, frozenset[str]]:
+    """A read-only ``key -> frozenset(values)`` view of a tag set."""
+    if not tags:
+        return EMPTY
+    out: dict[str, set[str]] = {}
+    for k, v in tags:
+        out.setdefault(k, set()).add(v)
+    return MappingProxyType({k: frozenset(v) for k, v in sorted(out.items())})

@@ -1,0 +1,222 @@
+"""Movement: the one path data takes between devices, measured, checked and recorded.
+
+``Array.to_device``, ``xp.asarray(..., device=)``, ``xp.from_dlpack(..., device=)`` and
+DLPack exports all end up in :func:`move`. It checks ``xp.transfers(forbid=True)``, asks
+the residency guard (installed by :mod:`hpcai.residency`) before any byte moves, takes the
+direct path where the backend has one and otherwise goes through host memory, and
+records source, destination, bytes, wall and modelled seconds in every active
+``xp.transfers()`` log.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidArgumentError, TransferForbiddenError
+
+if TYPE_CHECKING:
+    from ._array import Array
+    from ._device import Device
+
+__all__ = ["Transfer", "TransferLog", "move", "transfers"]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One movement of data between two devices."""
+
+    source: str
+    destination: str
+    nbytes: int
+    wall_seconds: float
+    modelled_seconds: float
+    path: str  # "direct", "host", "zero-copy"
+    op: str  # "to_device", "asarray", "from_dlpack", "__dlpack__", ...
+
+
+class TransferLog:
+    """The movements recorded inside one ``with xp.transfers() as log:`` block."""
+
+    __slots__ = ("_records", "forbid")
+
+    def __init__(self, forbid: bool = False) -> None:
+        self._records: list[Transfer] = []
+        self.forbid = forbid
+
+    def __iter__(self) -> Iterator[Transfer]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, i: int) -> Transfer:
+        return self._records[i]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.nbytes for r in self._records)
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(r.wall_seconds for r in self._records)
+
+    @property
+    def modelled_seconds(self) -> float:
+        return sum(r.modelled_seconds for r in self._records)
+
+    def table(self) -> str:
+        """A human-readable table of the recorded movements."""
+        rows = [("op", "source", "destination", "bytes", "path", "wall ms", "modelled ms")]
+        for r in self._records:
+            rows.append(
+                (
+                    r.op,
+                    r.source,
+                    r.destination,
+                    f"{r.nbytes:,}",
+                    r.path,
+                    f"{r.wall_seconds * 1e3:.3f}",
+                    f"{r.modelled_seconds * 1e3:.3f}",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+
+    def __repr__(self) -> str:
+        return f"<TransferLog: {len(self)} transfers, {self.total_bytes:,} bytes>"
+
+
+_active: contextvars.ContextVar[tuple[TransferLog, ...]] = contextvars.ContextVar("hpcai_transfers", default=())
+
+#: Installed by the residency module: ``guard(array, src, dst, op)`` raises to refuse a move.
+move_guard: Callable[[Array, Device, Device, str], None] | None = None
+#: Installed by the residency module: ``guard(array, op, dl_device)`` raises to refuse an export.
+export_guard: Callable[[Array, str, Any], None] | None = None
+
+
+@contextmanager
+def transfers(*, forbid: bool = False) -> Iterator[TransferLog]:
+    """Record (or, with ``forbid=True``, refuse) every data movement inside the block.
+
+    >>> import hpcai as xp
+    >>> x = xp.ones(1000)
+    >>> with xp.transfers() as log:
+    ...     y = x.to_device("emulated:0")
+    >>> log[0].nbytes
+    8000
+    >>> with xp.transfers(forbid=True):
+    ...     x.to_device("emulated:1")
+    Traceback (most recent call last):
+    hpcai.errors.TransferForbiddenError: ...
+    """
+    log = TransferLog(forbid)
+    token = _active.set(_active.get() + (log,))
+    try:
+        yield log
+    finally:
+        _active.reset(token)
+
+
+def _check_forbidden(src: Device, dst: Device, nbytes: int, op: str) -> None:
+    for log in _active.get():
+        if log.forbid:
+            raise TransferForbiddenError(
+                f"{op}: moving {nbytes:,} bytes from {src} to {dst} inside xp.transfers(forbid=True); "
+                "remove the move or the forbid block"
+            )
+
+
+def _record(rec: Transfer) -> None:
+    for log in _active.get():
+        log._records.append(rec)
+
+
+def _nbytes(native: Any) -> int:
+    n = getattr(native, "nbytes", None)
+    return int(n) if n is not None else 0
+
+
+def check_move(x: Array, src: Device, dst: Device, op: str) -> None:
+    """Everything that must hold before a move starts: forbid blocks and residency policy."""
+    _check_forbidden(src, dst, _nbytes(x._data), op)
+    if move_guard is not None:
+        move_guard(x, src, dst, op)
+
+
+def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: Any = None) -> Array:
+    """Move *x* to *dst* (the single movement path). ``copy=False`` forbids copying."""
+    from ._array import _wrap
+
+    src = x._device
+    if dst is src:
+        if copy:
+            return _wrap(src._backend.create(src, "asarray", x._data, copy=True), src, x._tags)
+        return x
+    if copy is False:
+        raise InvalidArgumentError(
+            f"{op}: copy=False but the data lives on {src} and was asked for on {dst}; "
+            "a move between devices needs a copy (pass copy=None or True)"
+        )
+    check_move(x, src, dst, op)
+    native = x._data
+    nbytes = _nbytes(native)
+    t0 = time.perf_counter()
+    out: Any = NotImplemented
+    path = "direct"
+    if src.spec.backend == dst.spec.backend:
+        out = dst._backend.transfer(native, src, dst)
+    if out is NotImplemented:
+        path = "host"
+        host = src._backend.to_host(native, src)
+        out = dst._backend.from_host(host, dst, copy=not src.is_host)
+        if src.is_host and dst.is_host:
+            path = "zero-copy"
+    wall = time.perf_counter() - t0
+    modelled = src.spec.cost.transfer_seconds(nbytes) + dst.spec.cost.transfer_seconds(nbytes)
+    _record(Transfer(src.spec.name, dst.spec.name, nbytes, wall, modelled, path, op))
+    return _wrap(out, dst, x._tags)
+
+
+def dlpack_export(
+    x: Array,
+    *,
+    stream: Any = None,
+    max_version: tuple[int, int] | None = None,
+    dl_device: tuple[int, int] | None = None,
+    copy: bool | None = None,
+) -> Any:
+    """``Array.__dlpack__``: export host data zero-copy; device data only on request, as a move."""
+    from ._device import resolve_device
+
+    dev = x._device
+    own = dev._backend.dlpack_device(dev)
+    if export_guard is not None:
+        export_guard(x, "__dlpack__", dl_device)
+    if dl_device is None or tuple(dl_device) == own:
+        if dev.spec.backend == "emulated":
+            raise BufferError(
+                f"__dlpack__: {dev} is an emulated device (kDLExtDev) that no consumer can read; "
+                "move the data first: x.to_device(\"numpy:cpu\"), or request dl_device=(1, 0)"
+            )
+        kwargs: dict[str, Any] = {"stream": stream}
+        if max_version is not None:
+            kwargs["max_version"] = max_version
+        if copy is not None:
+            kwargs["copy"] = copy
+        try:
+            return x._data.__dlpack__(**kwargs)
+        except TypeError:
+            if copy:
+                raise BufferError("__dlpack__: this backend cannot copy on export") from None
+            return x._data.__dlpack__(stream=stream)
+    if tuple(dl_device) == (1, 0):
+        if copy is False:
+            raise BufferError(f"__dlpack__: data on {dev} cannot be exported to the host without a copy")
+        host = move(x, resolve_device("numpy:cpu"), op="__dlpack__")
+        return host._data.__dlpack__()
+    raise BufferError(f"__dlpack__: cannot export data on {dev} to DLPack device {tuple(dl_device)}")

@@ -1,0 +1,107 @@
+"""Errors raised by hpcai.
+
+Every error is a subclass of :class:`HpcaiError` *and* of the builtin exception a
+caller would expect (``TypeError`` for dtype problems, ``ValueError`` for bad values,
+``IndexError`` for bad indices, ...), so generic ``except ValueError`` code keeps
+working. Messages name the function, what was given, what was expected and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArrayIndexError",
+    "AxisError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "DTypeError",
+    "DeviceMismatchError",
+    "ForeignArrayError",
+    "HpcaiError",
+    "InvalidArgumentError",
+    "LinAlgError",
+    "OutOfDeviceMemoryError",
+    "PluginError",
+    "PolicySyntaxError",
+    "ResidencyError",
+    "ScalarOverflowError",
+    "ShapeError",
+    "TransferForbiddenError",
+    "UnknownDeviceError",
+    "UnsupportedDtypeError",
+]
+
+
+class HpcaiError(Exception):
+    """Base class of every error hpcai raises on purpose."""
+
+
+class InvalidArgumentError(HpcaiError, ValueError):
+    """An argument has a valid type but an invalid value."""
+
+
+class ShapeError(InvalidArgumentError):
+    """Shapes are incompatible (broadcasting, reshape, matmul dimensions, ...)."""
+
+
+class LinAlgError(InvalidArgumentError):
+    """A linear-algebra routine failed (singular matrix, no convergence, ...)."""
+
+
+class ArrayIndexError(HpcaiError, IndexError):
+    """An index is out of bounds or of an unsupported kind."""
+
+
+class AxisError(ShapeError, ArrayIndexError):
+    """An axis argument is out of range for the array's number of dimensions."""
+
+
+class DTypeError(HpcaiError, TypeError):
+    """An array has a data type the operation does not accept."""
+
+
+class ForeignArrayError(HpcaiError, TypeError):
+    """A foreign array (NumPy, JAX, CuPy, ...) was mixed with an hpcai array."""
+
+
+class ScalarOverflowError(HpcaiError, OverflowError):
+    """A Python scalar does not fit the array's data type."""
+
+
+class UnknownDeviceError(HpcaiError, ValueError):
+    """A device string names no device that exists."""
+
+
+class DeviceMismatchError(HpcaiError, ValueError):
+    """An operation mixes arrays that live on different devices."""
+
+
+class TransferForbiddenError(HpcaiError, RuntimeError):
+    """Data movement was attempted inside ``xp.transfers(forbid=True)``."""
+
+
+class OutOfDeviceMemoryError(HpcaiError, MemoryError):
+    """An allocation exceeds a device's memory capacity."""
+
+
+class UnsupportedDtypeError(DTypeError):
+    """A device has no native support for a data type (e.g. float64 without FP64)."""
+
+
+class BackendUnavailableError(HpcaiError, ImportError):
+    """A backend's library is not installed or has no device."""
+
+
+class PluginError(HpcaiError, RuntimeError):
+    """A backend plugin is broken (import error, wrong type, ...)."""
+
+
+class ConfigError(HpcaiError, ValueError):
+    """A configuration file or value is invalid."""
+
+
+class PolicySyntaxError(ConfigError):
+    """A residency-policy expression does not parse."""
+
+
+class ResidencyError(HpcaiError, PermissionError):
+    """A residency policy forbids this movement, export, store or computation."""
