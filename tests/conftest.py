@@ -1,0 +1,47 @@
+"""Shared fixtures. Tests run against the *installed* hpcai (pytest --import-mode=importlib)."""
+
+from __future__ import annotations
+
+import os
+
+# Four real JAX CPU devices, before anything imports JAX.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
+from collections.abc import Iterator
+
+import pytest
+
+import hpcai as xp
+
+
+def _device_names() -> list[str]:
+    return [str(d) for d in xp.all_devices()]
+
+
+@pytest.fixture(params=_device_names())
+def device(request: pytest.FixtureRequest) -> str:
+    """Every available device, by name: the device-parametrised suite runs on each."""
+    return str(request.param)
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch) -> Iterator[object]:
+    """Apply a TOML configuration for one test: ``config("[devices.\\"emulated:2\\"]\\npreset='gaudi3'")``."""
+
+    def apply(text: str):
+        path = tmp_path / "hpcai.toml"
+        path.write_text(text)
+        return xp.configure(path)
+
+    monkeypatch.delenv("HPCAI_DEVICE", raising=False)
+    yield apply
+    xp.configure(data={})
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(monkeypatch, tmp_path) -> Iterator[None]:
+    """Each test starts from the embedded defaults, whatever hpcai.toml the cwd holds."""
+    xp.configure(data={})
+    yield
+    xp.configure(data={})
