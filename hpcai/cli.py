@@ -12,6 +12,7 @@ from .errors import HpcaiError
 #: Modules that add subcommands; each defines ``register(subparsers)``.
 _COMMAND_MODULES = [
     "hpcai._cli_devices",
+    "hpcai._cli_demo",
 ]
 
 
