@@ -1,0 +1,46 @@
+"""Every module under hpcai/, backends/ and storage/ is importable from the installed package."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {"hpcai": "hpcai", "backends": "hpcai.backends", "storage": "hpcai.storage"}
+
+
+def _modules() -> list[str]:
+    names = []
+    for folder, package in FOLDERS.items():
+        for path in sorted((ROOT / folder).glob("*.py")):
+            names.append(package if path.stem == "__init__" else f"{package}.{path.stem}")
+    return names
+
+
+def _editable() -> bool:
+    dist = importlib.metadata.distribution("hpcai")
+    text = dist.read_text("direct_url.json")
+    return bool(text and json.loads(text).get("dir_info", {}).get("editable"))
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_module_imports_from_install(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__name__ == name
+    if not _editable():
+        # A non-editable install must carry the file itself: a subpackage left out of
+        # [tool.setuptools] packages would be missing here.
+        files = {str(f) for f in importlib.metadata.files("hpcai") or []}
+        rel = name.replace(".", "/") + (".py" if not name.endswith(("hpcai", "backends", "storage")) else "/__init__.py")
+        assert rel in files, f"{rel} is not in the installed distribution"
+        assert str(ROOT) not in str(module.__file__), f"{name} was imported from the source tree"
+
+
+def test_py_typed_shipped() -> None:
+    import hpcai
+
+    assert (Path(hpcai.__file__).parent / "py.typed").exists()
