@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import _config
 from .errors import BackendUnavailableError, HpcaiError, UnknownDeviceError
@@ -103,7 +103,7 @@ class Device:
         return (resolve_device, (self.spec.name,))
 
 
-DeviceLike = Union[Device, str]
+DeviceLike: TypeAlias = Device | str
 
 _lock = threading.RLock()
 _table: dict[str, Device] | None = None
@@ -130,7 +130,9 @@ def _build_table() -> dict[str, Device]:
             _unavailable[name] = str(exc)
             continue
         if not backend.available():
-            _unavailable[name] = f"{name}: no device available ({backend.install_hint})"
+            reason = getattr(backend, "unavailable_reason", None)
+            why = (reason() if callable(reason) else None) or "no device available"
+            _unavailable[name] = f"{name}: {why} ({backend.install_hint})"
             continue
         for spec in backend.device_specs(cfg.data):
             table[spec.name] = Device(spec, backend)

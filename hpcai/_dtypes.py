@@ -5,7 +5,11 @@ Dtype groups are module-level frozensets, so checking membership is one hash loo
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import numpy as np
+
+DTypeGroup: TypeAlias = "frozenset[np.dtype[Any]]"
 
 __all__ = [
     "bool",
@@ -25,34 +29,34 @@ __all__ = [
 
 _bool = bool
 
-bool = np.dtype("bool")  # noqa: A001
-int8 = np.dtype("int8")
-int16 = np.dtype("int16")
-int32 = np.dtype("int32")
-int64 = np.dtype("int64")
-uint8 = np.dtype("uint8")
-uint16 = np.dtype("uint16")
-uint32 = np.dtype("uint32")
-uint64 = np.dtype("uint64")
-float32 = np.dtype("float32")
-float64 = np.dtype("float64")
-complex64 = np.dtype("complex64")
-complex128 = np.dtype("complex128")
+bool = np.dtype("bool")
+int8: np.dtype[Any] = np.dtype("int8")
+int16: np.dtype[Any] = np.dtype("int16")
+int32: np.dtype[Any] = np.dtype("int32")
+int64: np.dtype[Any] = np.dtype("int64")
+uint8: np.dtype[Any] = np.dtype("uint8")
+uint16: np.dtype[Any] = np.dtype("uint16")
+uint32: np.dtype[Any] = np.dtype("uint32")
+uint64: np.dtype[Any] = np.dtype("uint64")
+float32: np.dtype[Any] = np.dtype("float32")
+float64: np.dtype[Any] = np.dtype("float64")
+complex64: np.dtype[Any] = np.dtype("complex64")
+complex128: np.dtype[Any] = np.dtype("complex128")
 
-_signed_integer_dtypes = frozenset({int8, int16, int32, int64})
-_unsigned_integer_dtypes = frozenset({uint8, uint16, uint32, uint64})
-_integer_dtypes = _signed_integer_dtypes | _unsigned_integer_dtypes
-_boolean_dtypes = frozenset({bool})
-_real_floating_dtypes = frozenset({float32, float64})
-_complex_floating_dtypes = frozenset({complex64, complex128})
-_floating_dtypes = _real_floating_dtypes | _complex_floating_dtypes
-_integer_or_boolean_dtypes = _integer_dtypes | _boolean_dtypes
-_real_numeric_dtypes = _integer_dtypes | _real_floating_dtypes
-_numeric_dtypes = _real_numeric_dtypes | _complex_floating_dtypes
-_all_dtypes = _numeric_dtypes | _boolean_dtypes
+_signed_integer_dtypes: DTypeGroup = frozenset({int8, int16, int32, int64})
+_unsigned_integer_dtypes: DTypeGroup = frozenset({uint8, uint16, uint32, uint64})
+_integer_dtypes: DTypeGroup = _signed_integer_dtypes | _unsigned_integer_dtypes
+_boolean_dtypes: DTypeGroup = frozenset({bool})
+_real_floating_dtypes: DTypeGroup = frozenset({float32, float64})
+_complex_floating_dtypes: DTypeGroup = frozenset({complex64, complex128})
+_floating_dtypes: DTypeGroup = _real_floating_dtypes | _complex_floating_dtypes
+_integer_or_boolean_dtypes: DTypeGroup = _integer_dtypes | _boolean_dtypes
+_real_numeric_dtypes: DTypeGroup = _integer_dtypes | _real_floating_dtypes
+_numeric_dtypes: DTypeGroup = _real_numeric_dtypes | _complex_floating_dtypes
+_all_dtypes: DTypeGroup = _numeric_dtypes | _boolean_dtypes
 
 #: Human-readable names of the groups, for error messages.
-GROUP_NAMES: dict[frozenset[np.dtype], str] = {
+GROUP_NAMES: dict[DTypeGroup, str] = {
     _signed_integer_dtypes: "signed integer",
     _unsigned_integer_dtypes: "unsigned integer",
     _integer_dtypes: "integer",
@@ -67,4 +71,4 @@ GROUP_NAMES: dict[frozenset[np.dtype], str] = {
 }
 
 #: Standard dtypes by name (extensions such as bfloat16 are added by hpcai.precision).
-DTYPES_BY_NAME: dict[str, np.dtype] = {d.name: d for d in _all_dtypes}
+DTYPES_BY_NAME: dict[str, np.dtype[Any]] = {d.name: d for d in _all_dtypes}
