@@ -74,6 +74,8 @@ def _translate(fname: str, exc: BaseException) -> BaseException:
     if isinstance(exc, OverflowError):
         return ScalarOverflowError(msg)
     if isinstance(exc, TypeError):
+        if "incompatible shapes" in str(exc):  # JAX reports broadcasting failures as TypeError
+            return ShapeError(msg)
         return DTypeError(msg)
     if isinstance(exc, ValueError):
         text = str(exc).lower()
@@ -272,9 +274,7 @@ class Array:
 
     def _fn2(self, other: Any, fname: str, reflected: bool = False) -> Array:
         """Operators whose NumPy behaviour deviates from the standard go through the namespace."""
-        from . import _elementwise
-
-        f = getattr(_elementwise, fname)
+        f = getattr(sys.modules["hpcai._elementwise"], fname)
         return f(other, self) if reflected else f(self, other)  # type: ignore[no-any-return]
 
     # arithmetic

@@ -10,7 +10,7 @@ depends on the device: on a device without FP64, ``float64`` is not a reachable 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ._dtypes import (
     _signed_integer_dtypes,
     _unsigned_integer_dtypes,
 )
-from ._helpers import as_array, normalize_dtype, same_device
+from ._helpers import as_array, device_default_dtype, normalize_dtype, same_device
 from ._transfer import move
 from .errors import DTypeError, InvalidArgumentError, UnsupportedDtypeError
 
@@ -44,9 +44,9 @@ _KINDS = (
     "complex floating",
     "numeric",
 )
-_INT_BY_SIZE = {1: np.dtype("int8"), 2: np.dtype("int16"), 4: np.dtype("int32"), 8: np.dtype("int64")}
-_FLOAT_BY_SIZE = {4: np.dtype("float32"), 8: np.dtype("float64")}
-_COMPLEX_BY_SIZE = {4: np.dtype("complex64"), 8: np.dtype("complex128")}
+_INT_BY_SIZE: dict[int, DType] = {1: np.dtype("int8"), 2: np.dtype("int16"), 4: np.dtype("int32"), 8: np.dtype("int64")}
+_FLOAT_BY_SIZE: dict[int, DType] = {4: np.dtype("float32"), 8: np.dtype("float64")}
+_COMPLEX_BY_SIZE: dict[int, DType] = {4: np.dtype("complex64"), 8: np.dtype("complex128")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,20 +188,21 @@ def can_cast(from_: Array | Any, to: Any, /) -> bool:
     (True, False)
     """
     f, dev = _dtype_of("can_cast", from_, "from_")
-    t = normalize_dtype("can_cast", to) if not isinstance(to, np.dtype) else to
-    if t is None or to.__class__ is Array:
+    if to is None or to.__class__ is Array or isinstance(to, _SCALARS):
         raise DTypeError(f"xp.can_cast: `to` must be a dtype, got {to!r:.60}")
+    t = to if isinstance(to, np.dtype) else normalize_dtype("can_cast", to)
     if dev is not None and not device_supports(dev, t):
         return False
     if f == t:
         return True
     if _std_kind(f) and _std_kind(t):
-        return _promote(f, t) == t
+        r = _promote(f, t)
+        return r is not None and r == t
     return bool(np.can_cast(f, t, casting="safe"))
 
 
 @dataclass(frozen=True)
-class finfo_object:  # noqa: N801 - the standard's name
+class finfo_object:
     """Machine limits of a floating-point dtype (the standard's ``finfo`` object)."""
 
     bits: int
@@ -213,7 +214,7 @@ class finfo_object:  # noqa: N801 - the standard's name
 
 
 @dataclass(frozen=True)
-class iinfo_object:  # noqa: N801 - the standard's name
+class iinfo_object:
     """Machine limits of an integer dtype (the standard's ``iinfo`` object)."""
 
     bits: int
@@ -222,7 +223,7 @@ class iinfo_object:  # noqa: N801 - the standard's name
     dtype: DType
 
 
-def finfo(type: Array | Any, /) -> finfo_object:  # noqa: A002 - the standard's name
+def finfo(type: Array | Any, /) -> finfo_object:
     """Machine limits of a floating-point dtype (for complex dtypes: of their components).
 
     >>> import hpcai as xp
@@ -251,7 +252,7 @@ def finfo(type: Array | Any, /) -> finfo_object:  # noqa: A002 - the standard's 
     )
 
 
-def iinfo(type: Array | Any, /) -> iinfo_object:  # noqa: A002 - the standard's name
+def iinfo(type: Array | Any, /) -> iinfo_object:
     """Machine limits of an integer dtype.
 
     >>> import hpcai as xp
@@ -319,7 +320,7 @@ def _isdtype_one(dt: DType, kind: Any) -> bool:
     return bool(dt == normalize_dtype("isdtype", kind))
 
 
-def result_type(*arrays_and_dtypes: Union[Array, Any, bool, int, float, complex]) -> DType:
+def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) -> DType:
     """The dtype that type promotion gives for arrays, dtypes and Python scalars.
 
     Python scalars are "weak" (2024.12): they take the kind of the other operands, so
@@ -353,15 +354,16 @@ def result_type(*arrays_and_dtypes: Union[Array, Any, bool, int, float, complex]
     out = dtypes[0]
     for d in dtypes[1:]:
         out = _promote_any("result_type", out, d)
+    default_float = np.dtype("float64") if dev is None else device_default_dtype(dev, "real floating")
     for s in scalars:
-        out = _scalar_promote(out, s)
+        out = _scalar_promote(out, s, default_float)
     if dev is not None and not device_supports(dev, out):
         raise _unsupported("result_type", dev, out)
     return out
 
 
-def _scalar_promote(dt: DType, s: bool | int | float | complex) -> DType:
-    """Promotion of a dtype with a weak Python scalar."""
+def _scalar_promote(dt: DType, s: bool | int | float | complex, default_float: DType) -> DType:
+    """Promotion of a dtype with a weak Python scalar (cross-kind: the default dtype of the scalar's kind)."""
     k = dt.kind
     if isinstance(s, bool):
         return dt
@@ -370,9 +372,9 @@ def _scalar_promote(dt: DType, s: bool | int | float | complex) -> DType:
     if isinstance(s, float):
         if k in "fc" or dt.name in _EXT_REAL_FLOATING:
             return dt
-        return np.dtype("float64")
+        return default_float
     if k == "c":
         return dt
-    if k == "f":
+    if k == "f" and dt.itemsize in _COMPLEX_BY_SIZE:
         return _COMPLEX_BY_SIZE[dt.itemsize]
-    return np.dtype("complex128")
+    return _COMPLEX_BY_SIZE[default_float.itemsize]

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 __all__ = [
     "ArrayIndexError",
+    "ChecksumError",
+    "CredentialsError",
+    "EndpointUnreachableError",
+    "AuditError",
     "AxisError",
     "BackendUnavailableError",
     "ConfigError",
+    "DLPackUnsupportedError",
     "DTypeError",
     "DeviceMismatchError",
     "ForeignArrayError",
@@ -20,13 +25,17 @@ __all__ = [
     "InvalidArgumentError",
     "LinAlgError",
     "OutOfDeviceMemoryError",
+    "PathEscapeError",
     "PluginError",
     "PolicySyntaxError",
     "ResidencyError",
     "ScalarOverflowError",
     "ShapeError",
+    "StorageError",
+    "StorageNotFoundError",
     "TransferForbiddenError",
     "UnknownDeviceError",
+    "UnknownEndpointError",
     "UnsupportedDtypeError",
 ]
 
@@ -61,6 +70,10 @@ class DTypeError(HpcaiError, TypeError):
 
 class ForeignArrayError(HpcaiError, TypeError):
     """A foreign array (NumPy, JAX, CuPy, ...) was mixed with an hpcai array."""
+
+
+class DLPackUnsupportedError(HpcaiError, AttributeError):
+    """An object given to ``xp.from_dlpack`` does not implement DLPack (``__dlpack__``)."""
 
 
 class ScalarOverflowError(HpcaiError, OverflowError):
@@ -100,8 +113,55 @@ class ConfigError(HpcaiError, ValueError):
 
 
 class PolicySyntaxError(ConfigError):
-    """A residency-policy expression does not parse."""
+    """A residency-policy expression does not parse.
+
+    ``column`` is the 1-based position of the problem in ``text``, the expression.
+    """
+
+    def __init__(self, message: str, *, column: int | None = None, text: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.text = text
 
 
 class ResidencyError(HpcaiError, PermissionError):
-    """A residency policy forbids this movement, export, store or computation."""
+    """A residency policy forbids this movement, export, store or computation.
+
+    ``decision`` is the :class:`hpcai.residency.Decision` that refused it, when there is one.
+    """
+
+    def __init__(self, message: str, *, decision: object = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+class AuditError(ResidencyError):
+    """The audit log cannot be written or read; operations that must be recorded are refused."""
+
+
+class StorageError(HpcaiError, OSError):
+    """A storage endpoint operation failed (the message names the endpoint, never a secret)."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """A path does not exist on a storage endpoint."""
+
+
+class UnknownEndpointError(HpcaiError, ValueError):
+    """A URL or name refers to a storage endpoint that the configuration does not define."""
+
+
+class CredentialsError(StorageError, PermissionError):
+    """An endpoint's credentials are missing (an unset environment variable) or were rejected."""
+
+
+class EndpointUnreachableError(StorageError, ConnectionError):
+    """A storage endpoint could not be reached, even after retries with backoff."""
+
+
+class ChecksumError(StorageError, ValueError):
+    """Stored data failed its checksum (or a chunk is missing): it is never returned silently."""
+
+
+class PathEscapeError(StorageError, PermissionError):
+    """A path would leave its endpoint's root (``..``, an absolute path or an escaping symlink)."""

@@ -7,6 +7,8 @@ import os
 # Four real JAX CPU devices, before anything imports JAX.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
+# scikit-learn's Array API dispatch needs SciPy's, which is read when SciPy is imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 from collections.abc import Iterator
 
