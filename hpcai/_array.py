@@ -164,14 +164,17 @@ class Array:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape, a tuple of ints."""
         return tuple(self._data.shape)
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return int(self._data.ndim)
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return int(self._data.size)
 
     @property
@@ -200,6 +203,7 @@ class Array:
         return _wrap(ns.matrix_transpose(self._data), self._device, self._tags)
 
     def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
+        """The namespace of this array: the ``hpcai`` module."""
         if api_version is not None and api_version not in _API_VERSIONS:
             raise InvalidArgumentError(
                 f"__array_namespace__: unsupported api_version {api_version!r}; supported: {', '.join(_API_VERSIONS)}"
@@ -279,120 +283,156 @@ class Array:
 
     # arithmetic
     def __add__(self, other: Array | Scalar, /) -> Array:
+        """``self + other``, elementwise (see :func:`hpcai.add`)."""
         return self._binop(other, operator.add, "__add__")
 
     def __sub__(self, other: Array | Scalar, /) -> Array:
+        """``self - other``, elementwise (see :func:`hpcai.subtract`)."""
         return self._binop(other, operator.sub, "__sub__")
 
     def __mul__(self, other: Array | Scalar, /) -> Array:
+        """``self * other``, elementwise (see :func:`hpcai.multiply`)."""
         return self._binop(other, operator.mul, "__mul__")
 
     def __truediv__(self, other: Array | Scalar, /) -> Array:
+        """``self / other``, elementwise (see :func:`hpcai.divide`)."""
         return self._binop(other, operator.truediv, "__truediv__")
 
     def __floordiv__(self, other: Array | Scalar, /) -> Array:
+        """``self // other``, elementwise, with the standard's special cases (see :func:`hpcai.floor_divide`)."""
         return self._fn2(other, "floor_divide")
 
     def __mod__(self, other: Array | Scalar, /) -> Array:
+        """``self % other``, elementwise, with the standard's special cases (see :func:`hpcai.remainder`)."""
         return self._fn2(other, "remainder")
 
     def __pow__(self, other: Array | Scalar, /) -> Array:
+        """``self ** other``, elementwise (see :func:`hpcai.pow`)."""
         return self._fn2(other, "pow")
 
     def __matmul__(self, other: Array, /) -> Array:
+        """``self @ other``, matrix product (see :func:`hpcai.matmul`)."""
         # A function-level import costs ~1.5 µs per call; the module is loaded by hpcai/__init__.
         return sys.modules["hpcai._linalg_functions"].matmul(self, other)  # type: ignore[no-any-return]
 
     def __and__(self, other: Array | int | bool, /) -> Array:
+        """``self & other``, elementwise (see :func:`hpcai.bitwise_and`)."""
         return self._binop(other, operator.and_, "__and__")
 
     def __or__(self, other: Array | int | bool, /) -> Array:
+        """``self | other``, elementwise (see :func:`hpcai.bitwise_or`)."""
         return self._binop(other, operator.or_, "__or__")
 
     def __xor__(self, other: Array | int | bool, /) -> Array:
+        """``self ^ other``, elementwise (see :func:`hpcai.bitwise_xor`)."""
         return self._binop(other, operator.xor, "__xor__")
 
     def __lshift__(self, other: Array | int, /) -> Array:
+        """``self << other``, elementwise (see :func:`hpcai.bitwise_left_shift`)."""
         return self._fn2(other, "bitwise_left_shift")
 
     def __rshift__(self, other: Array | int, /) -> Array:
+        """``self >> other``, elementwise (see :func:`hpcai.bitwise_right_shift`)."""
         return self._fn2(other, "bitwise_right_shift")
 
     # comparisons
     def __eq__(self, other: object, /) -> Array:  # type: ignore[override]
+        """``self == other``, elementwise; returns a boolean array."""
         return self._binop(other, operator.eq, "__eq__")
 
     def __ne__(self, other: object, /) -> Array:  # type: ignore[override]
+        """``self != other``, elementwise; returns a boolean array."""
         return self._binop(other, operator.ne, "__ne__")
 
     def __lt__(self, other: Array | Scalar, /) -> Array:
+        """``self < other``, elementwise; returns a boolean array."""
         return self._binop(other, operator.lt, "__lt__")
 
     def __le__(self, other: Array | Scalar, /) -> Array:
+        """``self <= other``, elementwise; returns a boolean array."""
         return self._binop(other, operator.le, "__le__")
 
     def __gt__(self, other: Array | Scalar, /) -> Array:
+        """``self > other``, elementwise; returns a boolean array."""
         return self._binop(other, operator.gt, "__gt__")
 
     def __ge__(self, other: Array | Scalar, /) -> Array:
+        """``self >= other``, elementwise; returns a boolean array."""
         return self._binop(other, operator.ge, "__ge__")
 
     __hash__ = None  # type: ignore[assignment]
 
     # reflected
     def __radd__(self, other: Scalar, /) -> Array:
+        """``other + self`` for a Python scalar ``other``."""
         return self._rbinop(other, operator.add, "__radd__")
 
     def __rsub__(self, other: Scalar, /) -> Array:
+        """``other - self`` for a Python scalar ``other``."""
         return self._rbinop(other, operator.sub, "__rsub__")
 
     def __rmul__(self, other: Scalar, /) -> Array:
+        """``other * self`` for a Python scalar ``other``."""
         return self._rbinop(other, operator.mul, "__rmul__")
 
     def __rtruediv__(self, other: Scalar, /) -> Array:
+        """``other / self`` for a Python scalar ``other``."""
         return self._rbinop(other, operator.truediv, "__rtruediv__")
 
     def __rfloordiv__(self, other: Scalar, /) -> Array:
+        """``other // self`` for a Python scalar ``other``."""
         return self._fn2(other, "floor_divide", reflected=True)
 
     def __rmod__(self, other: Scalar, /) -> Array:
+        """``other % self`` for a Python scalar ``other``."""
         return self._fn2(other, "remainder", reflected=True)
 
     def __rpow__(self, other: Scalar, /) -> Array:
+        """``other ** self`` for a Python scalar ``other``."""
         return self._fn2(other, "pow", reflected=True)
 
     def __rmatmul__(self, other: Array, /) -> Array:
+        """``other @ self``: only arrays take part in a matrix product."""
         o = _operand("__rmatmul__", self, other)
         if o is NotImplemented:
             return NotImplemented  # type: ignore[no-any-return]
         raise DTypeError("__rmatmul__: matmul needs two arrays, got a Python scalar")
 
     def __rand__(self, other: int | bool, /) -> Array:
+        """``other & self`` for a Python scalar ``other``."""
         return self._rbinop(other, operator.and_, "__rand__")
 
     def __ror__(self, other: int | bool, /) -> Array:
+        """``other | self`` for a Python scalar ``other``."""
         return self._rbinop(other, operator.or_, "__ror__")
 
     def __rxor__(self, other: int | bool, /) -> Array:
+        """``other ^ self`` for a Python scalar ``other``."""
         return self._rbinop(other, operator.xor, "__rxor__")
 
     def __rlshift__(self, other: int, /) -> Array:
+        """``other << self`` for a Python scalar ``other``."""
         return self._fn2(other, "bitwise_left_shift", reflected=True)
 
     def __rrshift__(self, other: int, /) -> Array:
+        """``other >> self`` for a Python scalar ``other``."""
         return self._fn2(other, "bitwise_right_shift", reflected=True)
 
     # in-place
     def __iadd__(self, other: Array | Scalar, /) -> Array:
+        """``self += other`` in place (dtype and shape of ``self`` are kept)."""
         return self._ibinop(other, operator.iadd, "__iadd__")
 
     def __isub__(self, other: Array | Scalar, /) -> Array:
+        """``self -= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._ibinop(other, operator.isub, "__isub__")
 
     def __imul__(self, other: Array | Scalar, /) -> Array:
+        """``self *= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._ibinop(other, operator.imul, "__imul__")
 
     def __itruediv__(self, other: Array | Scalar, /) -> Array:
+        """``self /= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._ibinop(other, operator.itruediv, "__itruediv__")
 
     def _inplace_via(self, other: Any, fname: str) -> Array:
@@ -400,31 +440,40 @@ class Array:
         return self._ibinop(r, _take_right, f"__i{fname}__")
 
     def __ifloordiv__(self, other: Array | Scalar, /) -> Array:
+        """``self //= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._inplace_via(other, "floor_divide")
 
     def __imod__(self, other: Array | Scalar, /) -> Array:
+        """``self %= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._inplace_via(other, "remainder")
 
     def __ipow__(self, other: Array | Scalar, /) -> Array:
+        """``self **= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._inplace_via(other, "pow")
 
     def __imatmul__(self, other: Array, /) -> Array:
+        """``self @= other`` in place (dtype and shape of ``self`` are kept)."""
         r = self.__matmul__(other)
         return self._ibinop(r, _take_right, "__imatmul__")
 
     def __iand__(self, other: Array | int | bool, /) -> Array:
+        """``self &= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._ibinop(other, operator.iand, "__iand__")
 
     def __ior__(self, other: Array | int | bool, /) -> Array:
+        """``self |= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._ibinop(other, operator.ior, "__ior__")
 
     def __ixor__(self, other: Array | int | bool, /) -> Array:
+        """``self ^= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._ibinop(other, operator.ixor, "__ixor__")
 
     def __ilshift__(self, other: Array | int, /) -> Array:
+        """``self <<= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._inplace_via(other, "bitwise_left_shift")
 
     def __irshift__(self, other: Array | int, /) -> Array:
+        """``self >>= other`` in place (dtype and shape of ``self`` are kept)."""
         return self._inplace_via(other, "bitwise_right_shift")
 
     # unary
@@ -436,15 +485,19 @@ class Array:
         return _wrap(r, self._device, self._tags)
 
     def __neg__(self) -> Array:
+        """``-self``, elementwise."""
         return self._unop(operator.neg, "__neg__")
 
     def __pos__(self) -> Array:
+        """``+self``, elementwise."""
         return self._unop(operator.pos, "__pos__")
 
     def __abs__(self) -> Array:
+        """``abs(self)``, elementwise (see :func:`hpcai.abs`)."""
         return self._unop(operator.abs, "__abs__")
 
     def __invert__(self) -> Array:
+        """``~self``, elementwise (see :func:`hpcai.bitwise_invert`)."""
         return self._unop(operator.invert, "__invert__")
 
     # -- indexing ---------------------------------------------------------------------------
@@ -478,6 +531,7 @@ class Array:
         )
 
     def __getitem__(self, key: IndexKey, /) -> Array:
+        """``self[key]``: basic, integer-array and boolean-mask indexing; index arrays must share the device."""
         k, kt = self._key(key, "__getitem__")
         try:
             r = self._data[k]
@@ -486,6 +540,7 @@ class Array:
         return _wrap(r, self._device, _tags.union(self._tags, kt))
 
     def __setitem__(self, key: IndexKey, value: Array | Scalar, /) -> None:
+        """``self[key] = value`` in place; ``value`` is a Python scalar or an array on the same device."""
         k, kt = self._key(key, "__setitem__")
         if value.__class__ is Array:
             if value._device is not self._device:  # type: ignore[union-attr]
@@ -505,12 +560,14 @@ class Array:
         self._tags = _tags.union(self._tags, _tags.union(kt, vt))
 
     def __iter__(self) -> Iterator[Array]:
+        """Iterate over the first axis."""
         if self._data.ndim == 0:
             raise DTypeError("iteration over a 0-d array")
         for i in range(self._data.shape[0]):
             yield self[i]
 
     def __len__(self) -> int:
+        """Length of the first axis."""
         if self._data.ndim == 0:
             raise DTypeError("len() of a 0-d array")
         return int(self._data.shape[0])
@@ -525,28 +582,37 @@ class Array:
             raise _translate(fname, exc) from None
 
     def __bool__(self) -> bool:
+        """Convert a 0-d array to a Python ``bool``."""
         return bool(self._scalar(bool, "__bool__"))
 
     def __int__(self) -> int:
+        """Convert a 0-d real array to a Python ``int``."""
         if self._data.dtype.kind == "c":
             raise DTypeError("__int__: cannot convert a complex array to int")
         return int(self._scalar(int, "__int__"))
 
     def __float__(self) -> float:
+        """Convert a 0-d real array to a Python ``float``."""
         if self._data.dtype.kind == "c":
             raise DTypeError("__float__: cannot convert a complex array to float; use xp.real first")
         return float(self._scalar(float, "__float__"))
 
     def __complex__(self) -> complex:
-        return complex(self._scalar(complex, "__complex__"))
+        """Convert a 0-d array to a Python ``complex`` (a real NaN gives ``nan+nanj``, per the standard)."""
+        value = complex(self._scalar(complex, "__complex__"))
+        if self._data.dtype.kind != "c" and value.real != value.real:
+            return complex(float("nan"), float("nan"))
+        return value
 
     def __index__(self) -> int:
+        """Convert a 0-d integer array to a Python ``int`` for indexing."""
         if self._data.dtype.kind not in "iu":
             raise DTypeError(f"__index__: needs an integer array, got {self._data.dtype}")
         return int(self._scalar(operator.index, "__index__"))
 
     # -- export -----------------------------------------------------------------------------------
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """NumPy conversion, for arrays in host memory only (other devices need an explicit ``to_device``)."""
         dev = self._device
         if not dev.is_host:
             raise TypeError(
@@ -569,21 +635,25 @@ class Array:
         dl_device: tuple[int, int] | None = None,
         copy: bool | None = None,
     ) -> Any:
+        """Export as a DLPack capsule: zero-copy for host data; other devices only on request, as a logged move."""
         from . import _transfer
 
         return _transfer.dlpack_export(self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
 
     def __dlpack_device__(self) -> tuple[int, int]:
+        """The DLPack ``(device_type, device_id)``: kDLCPU for host arrays, kDLExtDev for emulated ones."""
         dev = self._device
         return dev._backend.dlpack_device(dev)
 
     # -- pickling and repr ------------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle support: the data is copied to the host and restored onto the same device."""
         dev = self._device
         host = dev._backend.to_host(self._data, dev)
         return (_rebuild, (np.asarray(host), dev.spec.name, self._tags))
 
     def __repr__(self) -> str:
+        """A readable representation with dtype, device and tags."""
         dev = self._device
         try:
             body = np.array2string(np.asarray(dev._backend.to_host(self._data, dev)), separator=", ", threshold=20)
