@@ -30,6 +30,10 @@ ALL_DTYPES: frozenset[str] = frozenset(
         "float64",
         "complex64",
         "complex128",
+        # extensions (ml_dtypes): stored and cast natively by NumPy, emulated devices and JAX
+        "bfloat16",
+        "float8_e4m3fn",
+        "float8_e5m2",
     }
 )
 FP64_DTYPES: frozenset[str] = frozenset({"float64", "complex128"})
@@ -98,6 +102,16 @@ class Backend(Protocol):
     ``cupy.ndarray``, ...). The core never calls the library directly: it asks the
     backend for the array-api-compat namespace of a device and for the few operations
     that depend on where memory lives (creation, adoption of results, transfers).
+
+    Optional members, looked up with ``getattr`` so that backends without them still
+    satisfy the protocol:
+
+    * ``device_of(native) -> Device``: the device a foreign native array lives on (used by
+      ``xp.asarray``/``xp.from_dlpack`` for JAX and CuPy arrays);
+    * ``unavailable_reason() -> str | None``: why ``available()`` is false, shown by
+      ``hpcai devices``;
+    * ``supports_stream: ClassVar[bool]``: ``transfer``, ``to_host`` and ``from_host``
+      accept ``stream=`` (the standard's ``to_device(..., stream=)``).
     """
 
     name: ClassVar[str]

@@ -263,8 +263,11 @@ class EmulatedBackend:
         name = np.dtype(dtype).name
         if name not in device.spec.native_dtypes:
             spec = device.spec
+            if name in FP64_DTYPES and spec.precision == "emulate":
+                return  # FP64 emulation (hpcai.precision): guarded float64 storage
             hint = (
-                "use float32 (or complex64), or set precision = \"emulate\" for this device in the config"
+                f"use float32 (or complex64), or set precision = \"emulate\" for this device in the config "
+                f"(it is {spec.precision!r})"
                 if name in FP64_DTYPES
                 else f"use one of: {', '.join(sorted(spec.native_dtypes))}"
             )
@@ -281,6 +284,10 @@ class EmulatedBackend:
             native = np.asarray(native)
         if native.dtype.name not in device.spec.native_dtypes:
             self._check_dtype(device, native.dtype)
+            if native.dtype.name in FP64_DTYPES:  # precision = "emulate"
+                from hpcai._ozaki import guard
+
+                native = guard(native, device.spec.name)
         self.pool(device).charge(_root(native), device.spec.name)
         return native
 

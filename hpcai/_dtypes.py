@@ -72,3 +72,18 @@ GROUP_NAMES: dict[DTypeGroup, str] = {
 
 #: Standard dtypes by name (extensions such as bfloat16 are added by hpcai.precision).
 DTYPES_BY_NAME: dict[str, np.dtype[Any]] = {d.name: d for d in _all_dtypes}
+
+# Extension dtypes (not in the standard's groups): bfloat16 and float8 from ml_dtypes, when
+# installed (``pip install hpcai[precision]``). They are NumPy dtypes too, so every backend
+# that stores NumPy-compatible dtypes (NumPy, emulated, JAX) can hold them.
+try:
+    import ml_dtypes as _ml_dtypes
+except ImportError:  # pragma: no cover - ml_dtypes is an optional dependency
+    _extension_dtypes: frozenset[np.dtype[Any]] = frozenset()
+else:
+    bfloat16 = np.dtype(_ml_dtypes.bfloat16)
+    float8_e4m3fn = np.dtype(_ml_dtypes.float8_e4m3fn)
+    float8_e5m2 = np.dtype(_ml_dtypes.float8_e5m2)
+    _extension_dtypes = frozenset({bfloat16, float8_e4m3fn, float8_e5m2})
+    __all__ += ["bfloat16", "float8_e4m3fn", "float8_e5m2"]
+    DTYPES_BY_NAME.update({d.name: d for d in _extension_dtypes})
