@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 import math as _math
 
-from . import errors
+from . import audit, errors, fft, linalg, precision, residency, special
 from ._array import Array
 from ._config import configure, get_config
 from ._creation_functions import *
@@ -33,6 +33,7 @@ from ._indexing_functions import *
 from ._indexing_functions import __all__ as _indexing_all
 from ._info import *
 from ._info import __all__ as _info_all
+from ._jit import jit
 from ._linalg_functions import *
 from ._linalg_functions import __all__ as _linalg_fn_all
 from ._manipulation_functions import *
@@ -48,7 +49,7 @@ from ._statistical_functions import __all__ as _statistical_all
 from ._transfer import Transfer, TransferLog, transfers
 from ._utility_functions import *
 from ._utility_functions import __all__ as _utility_all
-from . import fft, linalg
+from .residency import tag, untag
 
 e: float = _math.e
 inf: float = _math.inf
@@ -68,15 +69,20 @@ __all__ = sorted(
         "default_device",
         "e",
         "errors",
+        "jit",
         "fft",
         "get_config",
         "inf",
         "linalg",
+        "special",
         "nan",
         "newaxis",
         "pi",
+        "precision",
         "resolve_device",
         "transfers",
+        "tag",
+        "untag",
         *_creation_all,
         *_dtf_all,
         *_dtypes_all,

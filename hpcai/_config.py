@@ -154,6 +154,19 @@ def register_section(name: str, validator: _Validator) -> None:
     _SECTIONS[name] = validator
 
 
+#: Checks over the whole validated configuration (sections that refer to each other).
+_CHECKS: list[Callable[[Mapping[str, Any], str], None]] = []
+
+
+def register_check(check: Callable[[Mapping[str, Any], str], None]) -> None:
+    """Let a subsystem check the whole configuration (e.g. rules naming ``[groups]``).
+
+    ``check(data, source)`` runs after every section validated and raises
+    :class:`~hpcai.errors.ConfigError` to reject the configuration before it is applied.
+    """
+    _CHECKS.append(check)
+
+
 @dataclass(frozen=True)
 class Config:
     """A validated configuration: the raw tables plus where they came from."""
@@ -181,6 +194,8 @@ def validate(data: Mapping[str, Any], source: str) -> Config:
             known = ", ".join(sorted(_SECTIONS))
             raise ConfigError(f"{source}: unknown top-level key {key!r}; expected one of: {known}")
         out[key] = validator(value, source, key)
+    for check in _CHECKS:
+        check(out, source)
     return Config(out, source)
 
 

@@ -148,6 +148,25 @@ def check_move(x: Array, src: Device, dst: Device, op: str) -> None:
         move_guard(x, src, dst, op)
 
 
+def _stream_kwargs(op: str, src: Device, dst: Device, stream: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``stream=`` keyword for each side of a move, for backends that honour streams.
+
+    Backends that declare ``supports_stream = True`` (CuPy) take ``stream=`` in
+    ``transfer``, ``to_host`` and ``from_host``; a stream for a move between devices
+    that have no streams is an error rather than silently ignored.
+    """
+    if stream is None:
+        return {}, {}
+    src_ok = getattr(src._backend, "supports_stream", False)
+    dst_ok = getattr(dst._backend, "supports_stream", False)
+    if not (src_ok or dst_ok):
+        raise InvalidArgumentError(
+            f"{op}: stream={stream!r} was given for a move from {src} to {dst}, but neither device "
+            "has streams (only CuPy devices do); pass stream=None"
+        )
+    return ({"stream": stream} if src_ok else {}), ({"stream": stream} if dst_ok else {})
+
+
 def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: Any = None) -> Array:
     """Move *x* to *dst* (the single movement path). ``copy=False`` forbids copying."""
     from ._array import _wrap
@@ -162,6 +181,7 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
             f"{op}: copy=False but the data lives on {src} and was asked for on {dst}; "
             "a move between devices needs a copy (pass copy=None or True)"
         )
+    src_kw, dst_kw = _stream_kwargs(op, src, dst, stream)
     check_move(x, src, dst, op)
     native = x._data
     nbytes = _nbytes(native)
@@ -169,11 +189,11 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
     out: Any = NotImplemented
     path = "direct"
     if src.spec.backend == dst.spec.backend:
-        out = dst._backend.transfer(native, src, dst)
+        out = dst._backend.transfer(native, src, dst, **dst_kw)
     if out is NotImplemented:
         path = "host"
-        host = src._backend.to_host(native, src)
-        out = dst._backend.from_host(host, dst, copy=not src.is_host)
+        host = src._backend.to_host(native, src, **src_kw)
+        out = dst._backend.from_host(host, dst, copy=not src.is_host, **dst_kw)
         if src.is_host and dst.is_host:
             path = "zero-copy"
     wall = time.perf_counter() - t0

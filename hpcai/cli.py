@@ -12,7 +12,10 @@ from .errors import HpcaiError
 #: Modules that add subcommands; each defines ``register(subparsers)``.
 _COMMAND_MODULES = [
     "hpcai._cli_devices",
+    "hpcai._cli_policy",
+    "hpcai._cli_audit",
     "hpcai._cli_demo",
+    "hpcai._cli_storage",
 ]
 
 
