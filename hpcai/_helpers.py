@@ -151,6 +151,14 @@ def binary(
         if group is not None and b.dtype not in group:
             check_dtype(fname, x2, group, "x2")
     else:
+        if isinstance(x1, np.generic) or isinstance(x2, np.generic):  # NumPy scalars act as Python scalars
+            return binary(
+                fname,
+                x1.item() if isinstance(x1, np.generic) else x1,
+                x2.item() if isinstance(x2, np.generic) else x2,
+                group,
+                **kwargs,
+            )
         bad = x2 if c1 else x1
         if c1 or c2:
             as_array(fname, bad)
