@@ -39,6 +39,8 @@ ENTRY_POINT_GROUP = "hpcai.backends"
 _BUILTINS: dict[str, tuple[str, str, str]] = {
     "numpy": ("hpcai.backends.numpy:NumpyBackend", "numpy", "pip install numpy"),
     "emulated": ("hpcai.backends.emulated:EmulatedBackend", "numpy", "pip install numpy"),
+    "jax": ("hpcai.backends.jax:JaxBackend", "jax", "pip install 'hpcai[jax]' (or pip install jax)"),
+    "cupy": ("hpcai.backends.cupy:CupyBackend", "cupy", "pip install 'hpcai[cupy]' (or pip install cupy-cuda12x)"),
 }
 
 
@@ -90,9 +92,22 @@ def _targets() -> dict[str, tuple[str, str | None, str]]:
     out: dict[str, tuple[str, str | None, str]] = {
         name: (target, req, hint) for name, (target, req, hint) in _BUILTINS.items()
     }
+    seen: dict[str, str] = {}
     for ep in _entry_points():
-        if ep.name in _BUILTINS and ep.value == _BUILTINS[ep.name][0]:
-            continue
+        if ep.name in _BUILTINS:
+            if ep.value == _BUILTINS[ep.name][0]:
+                continue
+            # A plugin never silently replaces a built-in backend.
+            raise PluginError(
+                f"backend {ep.name!r}: entry point {ep.value!r} clashes with the built-in backend "
+                f"{_BUILTINS[ep.name][0]!r}; rename the plugin's entry point in group {ENTRY_POINT_GROUP!r}"
+            )
+        if ep.name in seen and seen[ep.name] != ep.value:
+            raise PluginError(
+                f"backend {ep.name!r}: two installed packages declare it ({seen[ep.name]!r} and "
+                f"{ep.value!r}); uninstall one of them"
+            )
+        seen[ep.name] = ep.value
         out[ep.name] = (ep.value, None, f"reinstall the package that provides backend {ep.name!r}")
     for name, target in _extra.items():
         out[name] = (target, None, f"check that {target} is importable")
@@ -114,6 +129,18 @@ def _import_target(name: str, target: str) -> Backend:
         raise PluginError(f"backend {name!r}: entry point {target!r} must have the form 'module:Class'")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and missing != module_name and not module_name.startswith(missing + "."):
+            # The plugin is there but a library it needs is not: unavailable, with the hint.
+            raise BackendUnavailableError(
+                f"backend {name!r} needs the {missing!r} module, which is not installed "
+                f"(install it, or reinstall the package that provides backend {name!r})"
+            ) from exc
+        raise PluginError(
+            f"backend {name!r}: its module {module_name!r} is not installed (entry point {target!r}); "
+            "reinstall the package that provides it or remove the entry point"
+        ) from exc
     except Exception as exc:  # a plugin that fails to import is an error, never silence
         raise PluginError(f"backend {name!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     try:

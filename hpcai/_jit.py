@@ -1,0 +1,132 @@
+"""``xp.jit``: compile a function of hpcai arrays with ``jax.jit`` when they live on JAX devices.
+
+hpcai Arrays are JAX pytrees (registered by the JAX backend: the leaf is the native
+array, the device and tags travel as static data), so ``jax.jit`` traces a function of
+Arrays as it is, and its outputs come back as Arrays on the same device with the tags
+the computation gave them. On every other device the function runs unchanged, so code
+decorated with ``xp.jit`` stays portable.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from . import _tags
+from ._array import Array, _wrap
+from .errors import InvalidArgumentError
+
+__all__ = ["jit"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Placeholder in the static part of a call for a leaf that is passed to XLA.
+_DYNAMIC = ("hpcai.jit", "dynamic")
+
+
+def _arrays_in(obj: Any, out: list[Array]) -> list[Array]:
+    """The hpcai Arrays in *obj*, looking through tuples, lists and dicts (JAX's containers)."""
+    if obj.__class__ is Array:
+        out.append(obj)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            _arrays_in(o, out)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            _arrays_in(o, out)
+    return out
+
+
+def _on_jax(arrays: list[Array]) -> bool:
+    """Whether there are Arrays and every one of them lives on a JAX device."""
+    if not arrays:
+        return False
+    for a in arrays:
+        if a._device.spec.backend != "jax":
+            return False
+    return True
+
+
+def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """``jax.jit`` of *f*: Arrays (their native leaves) are traced, everything else is static."""
+    import jax
+
+    from hpcai.backends import get_backend
+
+    get_backend("jax")  # registers Array as a pytree
+    name = getattr(f, "__qualname__", repr(f))
+
+    def traced(dynamic: list[Any], static: tuple[Any, tuple[Any, ...]]) -> Any:
+        treedef, consts = static
+        it = iter(dynamic)
+        leaves = [next(it) if c is _DYNAMIC else c for c in consts]
+        args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
+        inputs = _arrays_in(kwargs, _arrays_in(args, []))
+        device = inputs[0]._device
+        tags = _tags.union_all(a._tags for a in inputs)
+
+        def as_output(leaf: Any) -> Any:
+            # Non-Array outputs (Python numbers, shapes) come back from XLA as arrays: make
+            # them hpcai Arrays on the inputs' device, tagged with everything they may derive from.
+            if leaf.__class__ is Array:
+                return leaf
+            return _wrap(jax.numpy.asarray(leaf), device, tags)
+
+        out = f(*args, **kwargs)
+        return jax.tree_util.tree_map(as_output, out, is_leaf=lambda o: o.__class__ is Array)
+
+    jitted = jax.jit(traced, static_argnums=1)
+
+    def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+        dynamic: list[Any] = []
+        consts: list[Any] = []
+        for leaf in leaves:
+            if isinstance(leaf, jax.Array):
+                dynamic.append(leaf)
+                consts.append(_DYNAMIC)
+            else:
+                try:
+                    hash(leaf)
+                except TypeError:
+                    raise InvalidArgumentError(
+                        f"xp.jit({name}): argument {type(leaf).__name__} {leaf!r:.60} is neither an hpcai "
+                        "Array nor hashable; non-array arguments are compiled in as constants. Pass it "
+                        "as an array: xp.asarray(value, device=...)"
+                    ) from None
+                consts.append(leaf)
+        return jitted(dynamic, (treedef, tuple(consts)))
+
+    return call
+
+
+def jit(f: F, /) -> F:
+    """Compile *f* with ``jax.jit`` when its array arguments live on JAX devices.
+
+    Arrays are traced; other arguments (Python numbers, strings, tuples of them) are
+    compiled in as constants, so a new value compiles again: pass arrays for values that
+    change from call to call. Outputs are hpcai Arrays on the inputs' device, carrying the
+    tags the computation propagated. When any array argument lives on a non-JAX device
+    (or there is none), *f* is called unchanged: the same code runs on every backend.
+    Data moves inside a compiled function are refused; move arrays before calling it.
+
+    >>> import hpcai as xp
+    >>> @xp.jit
+    ... def axpy(a, x, y):
+    ...     return a * x + y
+    >>> x = xp.ones(3, device="jax:cpu:0")
+    >>> axpy(2.0, x, x).device
+    Device('jax:cpu:0')
+    """
+    compiled: list[Callable[[tuple[Any, ...], dict[str, Any]], Any]] = []
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _on_jax(_arrays_in(kwargs, _arrays_in(args, []))):
+            return f(*args, **kwargs)
+        if not compiled:
+            compiled.append(_compile(f))
+        return compiled[0](args, kwargs)
+
+    return wrapper  # type: ignore[return-value]

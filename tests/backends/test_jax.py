@@ -1,0 +1,576 @@
+"""The JAX backend: one hpcai device per JAX device, committed arrays, moves, mutation, jit.
+
+tests/conftest.py sets ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` before JAX is
+imported, so four real JAX CPU devices exist.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+import pytest
+
+import hpcai as xp
+from hpcai.errors import (
+    ArrayIndexError,
+    DeviceMismatchError,
+    DTypeError,
+    InvalidArgumentError,
+    TransferForbiddenError,
+)
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+
+JAX_CPU = [f"jax:cpu:{i}" for i in range(4)]
+
+
+def _host(x: xp.Array) -> np.ndarray:
+    return np.asarray(x.to_device("numpy:cpu"))
+
+
+def _jax_device(name: str):
+    return xp.resolve_device(name).spec.handle
+
+
+def _on(x: xp.Array, name: str) -> None:
+    """The hpcai device and the native array's own placement agree with *name*."""
+    assert str(x.device) == name
+    assert x._data.devices() == {_jax_device(name)}
+    assert x._data.committed
+
+
+# -- devices --------------------------------------------------------------------------------
+def test_four_jax_cpu_devices_in_the_namespace_info() -> None:
+    names = [str(d) for d in xp.__array_namespace_info__().devices()]
+    assert [n for n in names if n.startswith("jax:cpu:")] == JAX_CPU
+
+
+def test_one_device_per_jax_device() -> None:
+    cpu = jax.devices("cpu")
+    assert len(cpu) == 4
+    for i, d in enumerate(cpu):
+        dev = xp.resolve_device(f"jax:cpu:{i}")
+        assert dev.spec.handle == d
+        assert dev.kind == "cpu" and dev.backend == "jax"
+        assert "float64" in dev.native_dtypes
+
+
+def test_x64_is_enabled_when_the_backend_loads() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    code = textwrap.dedent(
+        """
+        import hpcai as xp
+        x = xp.asarray([1.5, 2.5], device="jax:cpu:0")
+        i = xp.asarray([1, 2], device="jax:cpu:0")
+        print(x.dtype, i.dtype, (x * 3).dtype, xp.zeros(2, device="jax:cpu:0").dtype)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["float64", "int64", "float64", "float64"]
+
+
+# -- placement ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", JAX_CPU)
+def test_creation_allocates_on_the_device(name: str) -> None:
+    _on(xp.zeros((2, 3), device=name), name)
+    _on(xp.ones(4, device=name), name)
+    _on(xp.arange(5, device=name), name)
+    _on(xp.full((2,), 7.0, device=name), name)
+    _on(xp.eye(3, device=name), name)
+    _on(xp.linspace(0, 1, 5, device=name), name)
+    _on(xp.asarray([1.0, 2.0], device=name), name)
+    x = xp.asarray([[1.0, 2.0], [3.0, 4.0]], device=name)
+    _on(xp.zeros_like(x), name)
+    _on(xp.empty_like(x), name)
+    for m in xp.meshgrid(xp.arange(2, device=name), xp.arange(3, device=name)):
+        _on(m, name)
+
+
+@pytest.mark.parametrize("name", ["jax:cpu:1", "jax:cpu:3"])
+def test_results_stay_on_the_device(name: str) -> None:
+    a = np.array([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]])
+    x = xp.asarray(a, device=name)
+    y = xp.asarray(a[::-1].copy(), device=name)
+    results = {
+        "add": (x + y, a + a[::-1]),
+        "radd": (1 + x, 1 + a),
+        "matmul": (x @ y.mT, a @ a[::-1].T),
+        "sum": (xp.sum(x, axis=0), a.sum(axis=0)),
+        "sqrt": (xp.sqrt(xp.abs(x)), np.sqrt(np.abs(a))),
+        "getitem": (x[1, 1:], a[1, 1:]),
+        "mask": (x[x > 0], a[a > 0]),
+        "where": (xp.where(x > 0, x, y), np.where(a > 0, a, a[::-1])),
+        "sort": (xp.sort(x, axis=1), np.sort(a, axis=1)),
+        "linalg": (xp.linalg.matrix_norm(x), np.linalg.norm(a)),
+        "astype": (xp.astype(x, xp.float32), a.astype(np.float32)),
+        "reshape": (xp.reshape(x, (3, 2)), a.reshape(3, 2)),
+        "concat": (xp.concat([x, y]), np.concatenate([a, a[::-1]])),
+        "0-d": (xp.max(x), a.max()),
+    }
+    for op, (r, expected) in results.items():
+        _on(r, name)
+        np.testing.assert_allclose(_host(r), expected, rtol=1e-6, err_msg=op)
+
+
+# -- movement -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("src", "dst"), [("jax:cpu:0", "jax:cpu:1"), ("jax:cpu:3", "jax:cpu:2")])
+def test_move_between_jax_devices_is_direct_and_recorded(src: str, dst: str) -> None:
+    a = np.arange(12.0).reshape(3, 4)
+    x = xp.asarray(a, device=src, tags={"origin": "DE"})
+    with xp.transfers() as log:
+        y = x.to_device(dst)
+    _on(y, dst)
+    _on(x, src)
+    np.testing.assert_array_equal(_host(y), a)
+    assert y.tags == x.tags
+    (rec,) = list(log)
+    assert (rec.source, rec.destination, rec.nbytes, rec.path) == (src, dst, a.nbytes, "direct")
+    assert rec.wall_seconds > 0
+
+
+def test_numpy_jax_round_trip_is_recorded_and_independent() -> None:
+    a = np.arange(6.0)
+    x = xp.asarray(a.copy())
+    with xp.transfers() as log:
+        j = x.to_device("jax:cpu:2")
+        back = j.to_device("numpy:cpu")
+    _on(j, "jax:cpu:2")
+    assert [(r.source, r.destination) for r in log] == [
+        ("numpy:cpu", "jax:cpu:2"),
+        ("jax:cpu:2", "numpy:cpu"),
+    ]
+    assert [r.nbytes for r in log] == [a.nbytes, a.nbytes]
+    # JAX never aliases the NumPy buffer, and the host copy is writable and its own.
+    x[0] = 100.0
+    assert float(j[0]) == 0.0
+    back[1] = -1.0
+    np.testing.assert_array_equal(_host(j), a)
+    np.testing.assert_array_equal(np.asarray(back), [0.0, -1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def _aligned(values: np.ndarray) -> np.ndarray:
+    """A copy of *values* whose buffer is 64-byte aligned (XLA's CPU client aliases those)."""
+    buf = np.empty(values.nbytes + 64, dtype=np.uint8)
+    offset = -buf.ctypes.data % 64
+    out = buf[offset : offset + values.nbytes].view(values.dtype).reshape(values.shape)
+    out[...] = values
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int32", "bool", "complex64"])
+def test_moves_from_aligned_host_memory_are_copies(dtype: str) -> None:
+    values = np.arange(8).astype(dtype)
+    h = _aligned(values)
+    assert h.ctypes.data % 64 == 0
+    moved = xp.asarray(h).to_device("jax:cpu:1")
+    direct = xp.asarray(h, device="jax:cpu:2")
+    via_dlpack = xp.from_dlpack(h, device="jax:cpu:3")
+    h[...] = np.zeros(8).astype(dtype)
+    for x in (moved, direct, via_dlpack):
+        assert x._data.unsafe_buffer_pointer() != h.ctypes.data
+        np.testing.assert_array_equal(_host(x), values)
+
+
+def test_moves_to_and_from_emulated_devices_go_through_the_host() -> None:
+    a = np.linspace(0, 1, 7)
+    x = xp.asarray(a, device="jax:cpu:1")
+    with xp.transfers() as log:
+        e = x.to_device("emulated:0")
+        j = e.to_device("jax:cpu:3")
+    assert [r.path for r in log] == ["host", "host"]
+    _on(j, "jax:cpu:3")
+    np.testing.assert_array_equal(_host(j), a)
+
+
+def test_forbidden_moves_copy_nothing() -> None:
+    x = xp.asarray([1.0, 2.0], device="jax:cpu:0")
+    with (
+        xp.transfers(forbid=True),
+        pytest.raises(TransferForbiddenError, match="jax:cpu:0 to jax:cpu:1"),
+    ):
+        x.to_device("jax:cpu:1")
+
+
+def test_stream_is_refused_for_jax_devices() -> None:
+    x = xp.asarray([1.0], device="jax:cpu:0")
+    with pytest.raises(InvalidArgumentError, match="stream"):
+        x.to_device("jax:cpu:1", stream=1)
+
+
+def test_mixing_jax_devices_raises() -> None:
+    x = xp.ones(3, device="jax:cpu:0")
+    y = xp.ones(3, device="jax:cpu:1")
+    with pytest.raises(DeviceMismatchError, match=r"jax:cpu:0 and jax:cpu:1"):
+        x + y
+    with pytest.raises(DeviceMismatchError):
+        xp.add(x, y)
+    with pytest.raises(DeviceMismatchError):
+        xp.stack([x, y])
+    with pytest.raises(DeviceMismatchError):
+        x + xp.ones(3)
+    with pytest.raises(DeviceMismatchError):
+        x[0] = y[0]
+
+
+# -- foreign JAX arrays and DLPack ----------------------------------------------------------
+def test_asarray_of_a_jax_array_keeps_its_device() -> None:
+    native = jax.device_put(jnp.arange(4.0), jax.devices("cpu")[2])
+    with xp.transfers() as log:
+        x = xp.asarray(native)
+    assert str(x.device) == "jax:cpu:2" and x._data is native
+    assert len(log) == 0
+    y = xp.asarray(native, copy=True)
+    _on(y, "jax:cpu:2")
+    assert y._data is not native
+    np.testing.assert_array_equal(_host(y), [0.0, 1.0, 2.0, 3.0])
+    with xp.transfers() as log:
+        z = xp.asarray(native, device="jax:cpu:0")
+    _on(z, "jax:cpu:0")
+    assert [(r.source, r.destination) for r in log] == [("jax:cpu:2", "jax:cpu:0")]
+    with pytest.raises(InvalidArgumentError, match="copy=False"):
+        xp.asarray(native, device="jax:cpu:1", copy=False)
+
+
+def test_uncommitted_jax_arrays_live_on_jax_default_device() -> None:
+    x = xp.asarray(jnp.ones(2))
+    assert str(x.device) == "jax:cpu:0"
+
+
+def test_sharded_jax_array_is_refused() -> None:
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices("cpu")[:2]), ("i",))
+    sharded = jax.device_put(jnp.arange(8.0), NamedSharding(mesh, PartitionSpec("i")))
+    with pytest.raises(InvalidArgumentError, match="sharded across 2 devices"):
+        xp.asarray(sharded)
+
+
+def test_from_dlpack_of_jax_arrays() -> None:
+    native = jax.device_put(jnp.arange(3.0), jax.devices("cpu")[3])
+    x = xp.from_dlpack(native)
+    assert str(x.device) == "jax:cpu:3"
+    np.testing.assert_array_equal(_host(x), [0.0, 1.0, 2.0])
+    h = xp.from_dlpack(native, device="numpy:cpu")
+    assert str(h.device) == "numpy:cpu"
+    np.testing.assert_array_equal(np.asarray(h), [0.0, 1.0, 2.0])
+
+
+def test_dlpack_device_is_jaxs_but_locality_is_hpcais() -> None:
+    xs = [xp.asarray([1.0, 2.0], device=n) for n in JAX_CPU]
+    # JAX reports every virtual CPU device as (kDLCPU, 0) ...
+    assert {x.__dlpack_device__() for x in xs} == {(1, 0)}
+    # ... so the device comes from hpcai, never from DLPack.
+    assert [str(x.device) for x in xs] == JAX_CPU
+    h = np.from_dlpack(xs[2])
+    np.testing.assert_array_equal(h, [1.0, 2.0])
+
+
+# -- mutation -------------------------------------------------------------------------------
+SET_KEYS = [
+    1,
+    -1,
+    (0, 2),
+    (slice(None), 1),
+    slice(1, None, 2),
+    (Ellipsis, 0),
+    (None, 1),
+    (slice(None, None, -1), slice(0, 2)),
+]
+
+
+@pytest.mark.parametrize("key", SET_KEYS, ids=repr)
+@pytest.mark.parametrize("name", ["jax:cpu:0", "jax:cpu:2"])
+def test_setitem_matches_numpy(name: str, key: Any) -> None:
+    a = np.arange(12.0).reshape(3, 4)
+    x = xp.asarray(a, device=name)
+    ident = id(x)
+    expected = a.copy()
+    expected[key] = -5.0
+    x[key] = -5.0
+    assert id(x) == ident
+    _on(x, name)
+    np.testing.assert_array_equal(_host(x), expected)
+
+
+def test_setitem_with_arrays_masks_and_tags() -> None:
+    a = np.arange(6.0)
+    x = xp.asarray(a, device="jax:cpu:1")
+    idx = xp.asarray([0, 5], device="jax:cpu:1")
+    x[idx] = xp.asarray(9.0, device="jax:cpu:1", tags={"origin": "FR"})
+    x[x > 3.5] = 1.0  # a boolean mask (data-dependent shape)
+    x[2:4] = xp.asarray([7.0, 8.0], device="jax:cpu:1")
+    expected = a.copy()
+    expected[[0, 5]] = 9.0
+    expected[expected > 3.5] = 1.0
+    expected[2:4] = [7.0, 8.0]
+    np.testing.assert_array_equal(_host(x), expected)
+    _on(x, "jax:cpu:1")
+    assert x.tags == {"origin": frozenset({"FR"})}
+
+
+def test_setitem_out_of_bounds_raises_like_numpy() -> None:
+    x = xp.zeros((3, 4), device="jax:cpu:0")
+    with pytest.raises(ArrayIndexError, match="out of bounds"):
+        x[3] = 1.0
+    with pytest.raises(IndexError):
+        x[0, -5] = 1.0
+    np.testing.assert_array_equal(_host(x), np.zeros((3, 4)))
+
+
+def test_setitem_in_a_loop_compiles_once() -> None:
+    x = xp.zeros(50, device="jax:cpu:3")
+    for i in range(50):
+        x[i] = float(i)
+    np.testing.assert_array_equal(_host(x), np.arange(50.0))
+    _on(x, "jax:cpu:3")
+
+
+def test_slices_are_copies_on_jax() -> None:
+    x = xp.asarray([1.0, 2.0, 3.0], device="jax:cpu:0")
+    head = x[:2]
+    x[0] = 10.0
+    np.testing.assert_array_equal(_host(head), [1.0, 2.0])
+
+
+INPLACE = [
+    ("__iadd__", np.add, 1.5),
+    ("__isub__", np.subtract, 2.0),
+    ("__imul__", np.multiply, 3.0),
+    ("__itruediv__", np.divide, 4.0),
+    ("__ifloordiv__", np.floor_divide, 2.0),
+    ("__imod__", np.remainder, 3.0),
+    ("__ipow__", np.power, 2.0),
+]
+
+
+@pytest.mark.parametrize(("op", "ref", "scalar"), INPLACE, ids=[o[0] for o in INPLACE])
+def test_inplace_operators_match_numpy(op: str, ref, scalar: float) -> None:
+    a = np.array([1.0, -2.0, 3.5, 8.0])
+    b = np.array([2.0, 3.0, -1.0, 0.5])
+    x = xp.asarray(a, device="jax:cpu:1")
+    y = xp.asarray(b, device="jax:cpu:1", tags={"k": "v"})
+    ident = id(x)
+    out = getattr(x, op)(y)
+    assert out is x and id(x) == ident
+    _on(x, "jax:cpu:1")
+    np.testing.assert_allclose(_host(x), ref(a, b))
+    assert x.tags == {"k": frozenset({"v"})}
+    getattr(x, op)(scalar)
+    np.testing.assert_allclose(_host(x), ref(ref(a, b), scalar))
+
+
+def test_inplace_integer_and_matmul_operators() -> None:
+    a = np.array([[5, 6], [7, 8]], dtype=np.int64)
+    x = xp.asarray(a, device="jax:cpu:2")
+    x &= 6
+    x |= 1
+    x ^= 2
+    x <<= 1
+    x >>= 1
+    expected = (((a & 6) | 1) ^ 2) << 1 >> 1
+    np.testing.assert_array_equal(_host(x), expected)
+    m = xp.asarray([[1.0, 2.0], [3.0, 4.0]], device="jax:cpu:2")
+    m @= xp.eye(2, device="jax:cpu:2") * 2
+    np.testing.assert_array_equal(_host(m), [[2.0, 4.0], [6.0, 8.0]])
+    _on(m, "jax:cpu:2")
+
+
+def test_inplace_cannot_change_dtype() -> None:
+    x = xp.asarray([1, 2], device="jax:cpu:0")
+    with pytest.raises(DTypeError):
+        x += 1.5
+    np.testing.assert_array_equal(_host(x), [1, 2])
+
+
+# -- pickling -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", JAX_CPU)
+def test_pickle_round_trip_keeps_device_and_tags(name: str) -> None:
+    a = np.arange(6, dtype=np.int32).reshape(2, 3)
+    x = xp.asarray(a, device=name, tags={"origin": "DE"})
+    y = pickle.loads(pickle.dumps(x))
+    _on(y, name)
+    assert y.dtype == xp.int32
+    assert y.tags == x.tags
+    np.testing.assert_array_equal(_host(y), a)
+
+
+# -- pytrees and jit ------------------------------------------------------------------------
+def test_arrays_are_pytrees() -> None:
+    x = xp.asarray([1.0, 2.0], device="jax:cpu:1", tags={"origin": "DE"})
+    leaves, treedef = jax.tree_util.tree_flatten({"a": x, "b": [x, 3]})
+    assert leaves[0] is x._data and leaves[2] == 3
+    back = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert back["a"].__class__ is xp.Array
+    assert back["a"].device == x.device and back["a"].tags == x.tags
+    doubled = jax.tree_util.tree_map(lambda n: n * 2, x)
+    assert doubled.__class__ is xp.Array
+    np.testing.assert_array_equal(_host(doubled), [2.0, 4.0])
+
+
+def test_jax_jit_and_grad_accept_arrays() -> None:
+    x = xp.asarray([1.0, 2.0, 3.0], device="jax:cpu:2", tags={"origin": "DE"})
+    y = jax.jit(lambda t: xp.sin(t) * 2)(x)
+    _on(y, "jax:cpu:2")
+    assert y.tags == x.tags
+    np.testing.assert_allclose(_host(y), 2 * np.sin([1.0, 2.0, 3.0]))
+    g = jax.grad(lambda t: xp.sum(t * t)._data)(x)
+    assert g.__class__ is xp.Array
+    np.testing.assert_allclose(_host(g), [2.0, 4.0, 6.0])
+
+
+def test_xp_jit_compiles_once_and_keeps_device_and_tags() -> None:
+    traces = []
+
+    @xp.jit
+    def axpy(a, x, y):
+        traces.append(type(x._data).__name__)
+        return a * x + y, xp.sum(x)
+
+    x = xp.asarray([1.0, 2.0], device="jax:cpu:3", tags={"origin": "DE"})
+    y = xp.asarray([10.0, 20.0], device="jax:cpu:3")
+    r, s = axpy(2.0, x, y)
+    r2, _ = axpy(2.0, x + 1, y)
+    assert len(traces) == 1 and "Tracer" in traces[0]
+    _on(r, "jax:cpu:3")
+    _on(s, "jax:cpu:3")
+    assert r.tags == {"origin": frozenset({"DE"})}
+    np.testing.assert_array_equal(_host(r), [12.0, 24.0])
+    np.testing.assert_array_equal(_host(r2), [14.0, 26.0])
+    assert float(s) == 3.0
+    # a new constant or new tags trace again (both are part of the compiled program)
+    axpy(3.0, x, y)
+    axpy(2.0, xp.asarray([1.0, 2.0], device="jax:cpu:3", tags={"origin": "FR"}), y)
+    assert len(traces) == 3
+
+
+def test_xp_jit_runs_unchanged_off_jax() -> None:
+    calls = []
+
+    @xp.jit
+    def f(x):
+        calls.append(type(x._data))
+        return x * 2
+
+    for name in ["numpy:cpu", "emulated:1"]:
+        r = f(xp.asarray([1.0, 2.0], device=name))
+        assert str(r.device) == name
+        np.testing.assert_array_equal(_host(r), [2.0, 4.0])
+    assert calls == [np.ndarray, np.ndarray]
+    assert f.__name__ == "f"
+
+
+def test_xp_jit_errors() -> None:
+    @xp.jit
+    def add(x, y):
+        return x + y
+
+    with pytest.raises(DeviceMismatchError):
+        add(xp.ones(2, device="jax:cpu:0"), xp.ones(2, device="jax:cpu:1"))
+
+    @xp.jit
+    def scale(x, factors):
+        return x * factors[0]
+
+    with pytest.raises(InvalidArgumentError, match="neither an hpcai Array nor hashable"):
+        scale(xp.ones(2, device="jax:cpu:0"), np.ones(2))
+
+    @xp.jit
+    def move(x):
+        return x.to_device("jax:cpu:1")
+
+    with (
+        xp.transfers() as log,
+        pytest.raises(InvalidArgumentError, match="cannot move data inside"),
+    ):
+        move(xp.ones(2, device="jax:cpu:0"))
+    assert len(log) == 0
+
+
+# -- scikit-learn and SciPy -----------------------------------------------------------------
+def _run_with_array_api(code: str) -> None:
+    """Run *code* in a fresh interpreter with SciPy's array API support switched on.
+
+    ``SCIPY_ARRAY_API`` is read when SciPy is imported, so it cannot be turned on inside a
+    test process that may have imported SciPy already.
+    """
+    env = dict(os.environ, SCIPY_ARRAY_API="1")
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok"), out.stdout[-2000:]
+
+
+def test_sklearn_on_jax_devices() -> None:
+    pytest.importorskip("sklearn")
+    _run_with_array_api(
+        """
+        import numpy as np, sklearn
+        from sklearn.decomposition import PCA
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+        import hpcai as xp
+
+        rng = np.random.default_rng(7)
+        X = rng.standard_normal((80, 4))
+        y = (X[:, 0] - X[:, 2] > 0).astype(np.int64)
+        ref_pca = PCA(n_components=2, svd_solver="full").fit(X)
+        ref_lda = LinearDiscriminantAnalysis().fit(X, y)
+
+        def host(a):
+            assert isinstance(a, xp.Array), type(a)
+            assert str(a.device) == name and a._data.devices() == {a.device.spec.handle}, a.device
+            return np.asarray(a.to_device("numpy:cpu"))
+
+        with sklearn.config_context(array_api_dispatch=True):
+            for name in ["jax:cpu:1", "jax:cpu:3"]:
+                Xh = xp.asarray(X, device=name)
+                pca = PCA(n_components=2, svd_solver="full").fit(Xh)
+                np.testing.assert_allclose(
+                    np.abs(host(pca.transform(Xh))), np.abs(ref_pca.transform(X)), rtol=1e-6, atol=1e-9
+                )
+                np.testing.assert_allclose(host(pca.explained_variance_), ref_pca.explained_variance_, rtol=1e-6)
+                lda = LinearDiscriminantAnalysis().fit(Xh, xp.asarray(y, device=name))
+                np.testing.assert_allclose(host(lda.predict_proba(Xh)), ref_lda.predict_proba(X), rtol=1e-6, atol=1e-9)
+                np.testing.assert_array_equal(host(lda.predict(Xh)), ref_lda.predict(X))
+        print("ok")
+        """
+    )
+
+
+def test_scipy_on_jax_devices() -> None:
+    pytest.importorskip("scipy")
+    _run_with_array_api(
+        """
+        import numpy as np, scipy.fft, scipy.special
+        import hpcai as xp
+        a = np.linspace(0.05, 0.95, 12).reshape(3, 4)
+        for name in ["jax:cpu:1", "jax:cpu:2"]:
+            x = xp.asarray(a, device=name, tags={"origin": "DE"})
+            cases = {
+                "erf": (scipy.special.erf(x), scipy.special.erf(a)),
+                "gammaln": (scipy.special.gammaln(x), scipy.special.gammaln(a)),
+                "xlogy": (scipy.special.xlogy(x, x), scipy.special.xlogy(a, a)),
+                "entr": (scipy.special.entr(x), scipy.special.entr(a)),
+                "logsumexp": (scipy.special.logsumexp(x, axis=1), scipy.special.logsumexp(a, axis=1)),
+                "softmax": (scipy.special.softmax(x, axis=0), scipy.special.softmax(a, axis=0)),
+                "fft": (scipy.fft.fft(x, axis=1), scipy.fft.fft(a, axis=1)),
+                "rfft": (scipy.fft.rfft(x), scipy.fft.rfft(a)),
+            }
+            for fname, (got, want) in cases.items():
+                assert isinstance(got, xp.Array), (fname, type(got))
+                assert str(got.device) == name, (fname, got.device)
+                assert got._data.devices() == {x.device.spec.handle}, fname
+                assert got.tags == x.tags, (fname, got.tags)
+                np.testing.assert_allclose(np.asarray(got.to_device("numpy:cpu")), want, rtol=1e-10, err_msg=fname)
+        print("ok")
+        """
+    )
