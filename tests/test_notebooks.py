@@ -41,7 +41,10 @@ def test_notebooks_exist() -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_names_no_backend(path: Path) -> None:
-    sources = "\n".join(c["source"] for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    cells = json.loads(path.read_text())["cells"]
+    sources = "\n".join(
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells if c["cell_type"] == "code"
+    )
     for word in BACKEND_WORDS:
         assert word not in sources, f"{path.name} names a backend ({word!r}); devices must come from config"
 
