@@ -1,0 +1,1075 @@
+"""The residency-enforcing filesystems.
+
+:class:`EndpointFileSystem` wraps one endpoint's own fsspec filesystem (s3fs, the local
+filesystem, any fsspec protocol). Every call is forwarded explicitly, with paths relative
+to the endpoint root checked so that they cannot escape it. Writes carry tags and are a
+``store`` decision on the endpoint's attributes; reads of tagged data into this process
+are a ``compute`` decision on the host device (downloads to local files too).
+Transient errors are retried with backoff; the rest become :mod:`hpcai.errors` classes
+naming the endpoint, never a secret.
+
+:class:`HpcaiFileSystem` is the ``hpcai://`` protocol (registered through the
+``fsspec.specs`` entry point): ``hpcai://<endpoint>/<path>`` routes to the endpoint's
+filesystem, so ``fsspec.open``, zarr, dask and pandas reach data through the same checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fsspec.asyn import AsyncFileSystem, mirror_sync_methods, sync
+
+from hpcai import _config
+from hpcai._tags import TagSet, make_tags, union
+from hpcai.errors import (
+    BackendUnavailableError,
+    CredentialsError,
+    EndpointUnreachableError,
+    HpcaiError,
+    InvalidArgumentError,
+    PathEscapeError,
+    StorageError,
+    StorageNotFoundError,
+)
+
+from ._endpoints import SCHEME, Endpoint, check_relpath, get_endpoint, register_secrets
+from ._tags_io import (
+    GenericTagBackend,
+    LocalTagBackend,
+    S3TagBackend,
+    TagBackend,
+    check_key,
+    is_hidden,
+    node_tags,
+)
+
+__all__ = ["EndpointFileSystem", "HpcaiFileSystem", "endpoint_filesystem", "filesystem"]
+
+logger = logging.getLogger("hpcai.storage")
+
+#: Seconds a cached zarr-node lookup (tags of an enclosing ``zarr.json``) stays valid.
+NODE_CACHE_TTL = 10.0
+#: Seconds a POSIX directory, once resolved inside its endpoint root, is not resolved again.
+DIR_CHECK_TTL = 2.0
+_META_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+
+_TRANSIENT_NAMES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ClientConnectorError",
+        "ClientConnectionError",
+        "ServerDisconnectedError",
+        "ClientOSError",
+        "ClientPayloadError",
+        "FSTimeoutError",
+        "IncompleteRead",
+        "ResponseStreamingError",
+        "HTTPClientError",
+        "ProxyConnectionError",
+    }
+)
+_TRANSIENT_TEXT = ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "502", "504")
+_CONNECTION_NAMES = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ProxyConnectionError"}
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(out) < 8:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error is worth retrying: no connection, timeouts, 5xx, throttling."""
+    for e in _chain(exc):
+        if isinstance(e, HpcaiError):
+            return False
+        if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
+            return False
+        if isinstance(e, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
+            return True
+        if type(e).__name__ in _TRANSIENT_NAMES:
+            return True
+        if isinstance(e, OSError) and any(t in str(e) for t in _TRANSIENT_TEXT):
+            return True
+    return False
+
+
+def _is_connection(exc: BaseException) -> bool:
+    return any(isinstance(e, ConnectionError) or type(e).__name__ in _CONNECTION_NAMES for e in _chain(exc))
+
+
+def normalize_tags(fname: str, tags: Any) -> TagSet | None:
+    """Tags given by a caller (mapping, tag set or ``None``) as a checked tag set."""
+    if tags is None:
+        return None
+    if isinstance(tags, frozenset):
+        ts: TagSet | None = tags or None
+    elif isinstance(tags, Mapping):
+        try:
+            ts = make_tags(tags)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"{fname}: {exc}") from None
+    else:
+        raise InvalidArgumentError(
+            f"{fname}: tags must be a mapping such as {{'classification': 'personal'}} or None, got {type(tags).__name__}"
+        )
+    for k, _ in ts or ():
+        try:
+            check_key(k)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"{fname}: {exc}") from None
+    return ts
+
+
+def _rules_active() -> bool:
+    from hpcai import residency
+
+    return bool(residency.current_policy().rules)
+
+
+def _host() -> Any:
+    from hpcai._device import resolve_device
+
+    return resolve_device("numpy:cpu")
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """Checks already made by the caller (``save``/``load``/``copy``) for one path prefix."""
+
+    prefix: str
+    tags: TagSet | None
+    write: bool
+    read: bool
+
+    def covers(self, rel: str) -> bool:
+        p = self.prefix
+        return rel == p or not p or rel.startswith(p + "/")
+
+
+class _Shared:
+    """What every view of one endpoint filesystem shares: the wrapped filesystem and caches."""
+
+    def __init__(self, ep: Endpoint, asynchronous: bool, loop: Any) -> None:
+        import fsspec
+
+        self.endpoint = ep
+        try:
+            cls = fsspec.get_filesystem_class(ep.protocol)
+        except (ImportError, ValueError) as exc:
+            raise BackendUnavailableError(
+                f"{ep.describe()}: the {ep.protocol}:// protocol is not available ({exc}); "
+                + ("pip install 'hpcai[s3]'" if ep.is_s3 else f"install the fsspec implementation of {ep.protocol}")
+            ) from None
+        opts: dict[str, Any] = dict(ep.options)
+        opts.update(ep.credentials_options())
+        self.secrets = tuple(v for v in ep.secrets())
+        register_secrets(self.secrets)
+        self.root = ep.root
+        self.real_root: str | None = None
+        if ep.is_local:
+            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+            from fsspec.implementations.local import LocalFileSystem
+
+            self.sfs: Any = LocalFileSystem(auto_mkdir=True)
+            self.afs: Any = AsyncFileSystemWrapper(self.sfs, asynchronous=asynchronous)
+            self.backend: TagBackend = LocalTagBackend(ep.tag_store)
+            self.real_root = os.path.realpath(ep.root)
+        else:
+            if ep.is_s3:
+                opts.setdefault("use_listings_cache", False)  # listings always reflect other writers
+                ck = dict(opts.get("config_kwargs") or {})
+                ck.setdefault("retries", {"max_attempts": 1, "mode": "standard"})  # hpcai retries itself
+                opts["config_kwargs"] = ck
+            try:
+                if cls.async_impl:
+                    fs = cls(asynchronous=asynchronous, loop=loop, skip_instance_cache=True, **opts)
+                    self.sfs = self.afs = fs
+                else:
+                    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+                    self.sfs = cls(skip_instance_cache=True, **opts)
+                    self.afs = AsyncFileSystemWrapper(self.sfs, asynchronous=asynchronous)
+            except HpcaiError:
+                raise
+            except Exception as exc:
+                raise StorageError(f"{ep.describe()}: cannot create the {ep.protocol} filesystem: {_scrub(str(exc), self.secrets)}") from None
+            if ep.is_s3:
+                if ep.tag_store in ("xattr", "sidecar"):
+                    raise InvalidArgumentError(f"{ep.describe()}: tag_store = {ep.tag_store!r} is for POSIX endpoints")
+                self.backend = S3TagBackend(self.afs, ep.tag_store)
+            else:
+                self.backend = GenericTagBackend(self.afs, self.sfs)
+        self.lock = threading.Lock()
+        self.dirs_ok: dict[str, float] = {}
+        self.nodes: dict[str, tuple[float, bool, TagSet | None]] = {}
+        self.audited: set[tuple[str, str, TagSet | None]] = set()
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+class EndpointFileSystem(AsyncFileSystem):
+    """The residency-enforcing filesystem of one endpoint; paths are relative to its root.
+
+    Made by :func:`hpcai.storage.filesystem`. ``tags`` are attached to everything this
+    filesystem writes (on top of tags inherited from an enclosing zarr node).
+
+    >>> import hpcai, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = hpcai.configure(data={"endpoints": {"scratch": {"url": "file://" + d}}})
+    >>> fs = hpcai.storage.filesystem("scratch")
+    >>> fs.pipe_file("notes/a.txt", b"hello")
+    >>> fs.cat_file("notes/a.txt")
+    b'hello'
+    """
+
+    protocol = ("hpcai-endpoint",)
+    root_marker = ""
+    cachable = False
+    async_impl = True
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        tags: Mapping[str, Any] | None = None,
+        asynchronous: bool = False,
+        loop: Any = None,
+    ) -> None:
+        super().__init__(asynchronous=asynchronous, loop=loop)
+        ep = get_endpoint(endpoint)
+        self.endpoint = ep
+        self.tags = normalize_tags("filesystem", tags)
+        self._grant: _Grant | None = None
+        self._s = _shared_for(ep, asynchronous, None if asynchronous else self._loop)
+
+    # -- identity ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        g = f", grant={self._grant.prefix!r}" if self._grant else ""
+        return f"<EndpointFileSystem {self.endpoint.name!r} {self.endpoint.url}{g}>"
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_endpoint_fs, (self.endpoint.name, self.tags, self.asynchronous))
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, (list, tuple)):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith("hpcai-endpoint://"):
+            path = path[len("hpcai-endpoint://"):]
+        return path.rstrip("/")
+
+    def unstrip_protocol(self, name: str) -> str:
+        return self.endpoint.url_for(name)
+
+    def _derive(self, grant: _Grant | None) -> EndpointFileSystem:
+        """A view sharing the wrapped filesystem, with checks the caller already made."""
+        obj = object.__new__(type(self))
+        for k, v in self.__dict__.items():
+            if not (inspect.isfunction(v) or inspect.ismethod(v)):
+                obj.__dict__[k] = v
+        obj._grant = grant
+        if not self.asynchronous:  # an asynchronous view is used through its coroutines only
+            mirror_sync_methods(obj)
+        return obj
+
+    def granted(self, prefix: str, tags: TagSet | None, *, write: bool = False, read: bool = False) -> EndpointFileSystem:
+        """A view whose writes (or reads) under *prefix* were already checked and audited by the caller."""
+        return self._derive(_Grant(check_relpath("granted", prefix, self.endpoint.name), tags, write, read))
+
+    # -- paths --------------------------------------------------------------------------------
+    def _full(self, rel: str, fname: str, follow: bool = True) -> str:
+        """The wrapped filesystem's path of *rel*, checked. ``follow=False``: the last component
+        is replaced or removed, never followed (writes rename into place; rm unlinks)."""
+        s = self._s
+        rel = check_relpath(fname, rel, self.endpoint.name)
+        root = s.root
+        full = (root.rstrip("/") + "/" + rel) if rel else root
+        if s.real_root is not None and rel:
+            self._check_inside(full, rel, fname, follow)
+        return full
+
+    def _check_inside(self, full: str, rel: str, fname: str, follow: bool) -> None:
+        """POSIX: *full* must resolve inside the root. Directories already resolved are cached briefly,
+        so a new directory costs one ``lstat``; the last component is resolved when it will be followed."""
+        self._dir_inside(full.rpartition("/")[0], rel, fname, time.monotonic())
+        if follow and os.path.islink(full):
+            self._inside_or_raise(os.path.realpath(full), rel, fname)
+
+    def _dir_inside(self, directory: str, rel: str, fname: str, now: float) -> None:
+        s = self._s
+        pending: list[str] = []
+        d = directory
+        while d != s.root and s.dirs_ok.get(d, 0.0) <= now:
+            if not d.startswith(s.root):
+                self._inside_or_raise(os.path.realpath(directory), rel, fname)
+                return
+            pending.append(d)
+            d = d.rpartition("/")[0]
+        if len(s.dirs_ok) > 4096:
+            s.dirs_ok.clear()
+        for d in reversed(pending):  # from the known-good ancestor down: one lstat per new level
+            if os.path.islink(d):
+                self._inside_or_raise(os.path.realpath(d), rel, fname)
+            s.dirs_ok[d] = now + DIR_CHECK_TTL
+
+    def _inside_or_raise(self, real: str, rel: str, fname: str) -> None:
+        rr = self._s.real_root
+        assert rr is not None
+        if not (real == rr or real.startswith(rr.rstrip("/") + "/")):
+            raise PathEscapeError(
+                f"{fname}: {self.endpoint.url_for(rel)} resolves to {real}, outside the root of "
+                f"endpoint {self.endpoint.name!r} ({rr}); symbolic links may not leave an endpoint"
+            )
+
+    def _rel(self, full: str) -> str:
+        root = self._s.root.rstrip("/")
+        full = full.rstrip("/")
+        if full == root or (root == "" and full == ""):
+            return ""
+        if root and full.startswith(root + "/"):
+            return full[len(root) + 1:]
+        if not root:
+            return full.lstrip("/")
+        raise StorageError(f"{self.endpoint.describe()}: the wrapped filesystem returned {full!r}, outside the endpoint root")
+
+    def _map_info(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(info)
+        out["name"] = self._rel(str(info["name"]))
+        return out
+
+    # -- retries and errors -------------------------------------------------------------------
+    async def _retry(self, what: str, rel: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        delays = self.endpoint.retry.delays()
+        attempt = 1
+        while True:
+            try:
+                return await fn(*args, **kwargs)
+            except HpcaiError:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    d = next(delays, None)
+                    if d is not None:
+                        logger.info(
+                            "%s: transient error on %s (attempt %d), retrying in %.2fs: %s",
+                            what, self.endpoint.name, attempt, d, _scrub(type(exc).__name__, self._s.secrets),
+                        )
+                        await asyncio.sleep(d)
+                        attempt += 1
+                        continue
+                raise self._translate(exc, what, rel, attempt) from None
+
+    def _translate(self, exc: BaseException, what: str, rel: str, attempts: int) -> BaseException:
+        ep = self.endpoint
+        url = ep.url_for(rel)
+        msg = _scrub(str(exc) or type(exc).__name__, self._s.secrets)
+        if isinstance(exc, FileNotFoundError):
+            return StorageNotFoundError(f"{what}: {url} does not exist ({ep.describe()}: {msg})")
+        if isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+            return type(exc)(f"{what}: {url}: {msg}")
+        if isinstance(exc, PermissionError):
+            refs = ", ".join(f"{k}={v}" for k, v in ep.credentials.items()) or "none configured"
+            return CredentialsError(
+                f"{what}: {ep.describe()} refused access to {url}: {msg}. Check the credentials "
+                f"referenced by [endpoints.{ep.name}].credentials ({refs}) and the server's access policy"
+            )
+        if is_transient(exc):
+            if _is_connection(exc):
+                return EndpointUnreachableError(
+                    f"{what}: {ep.describe()} is unreachable after {attempts} attempt(s) with backoff "
+                    f"({type(exc).__name__}: {msg}); check that the server is running and that "
+                    f"[endpoints.{ep.name}] points at it"
+                )
+            return StorageError(
+                f"{what}: {url} on {ep.describe()} kept failing after {attempts} attempt(s): {type(exc).__name__}: {msg}"
+            )
+        return StorageError(f"{what}: {url} on {ep.describe()} failed: {type(exc).__name__}: {msg}")
+
+    def _run(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return sync(self.loop, coro_fn, *args, **kwargs)
+
+    # -- tags and checks ------------------------------------------------------------------------
+    async def _node_meta(self, rel_dir: str) -> tuple[bool, TagSet | None]:
+        """Whether *rel_dir* is a zarr node (has ``zarr.json``) and its tags (cached briefly)."""
+        s = self._s
+        now = time.monotonic()
+        hit = s.nodes.get(rel_dir)
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
+        path = f"{rel_dir}/zarr.json" if rel_dir else "zarr.json"
+        try:
+            raw = await self._retry("read zarr metadata", path, s.afs._cat_file, self._full(path, "read"))
+        except StorageNotFoundError:
+            result: tuple[bool, TagSet | None] = (False, None)
+        except (IsADirectoryError, NotADirectoryError):
+            result = (False, None)
+        else:
+            try:
+                meta = json.loads(raw)
+            except ValueError:
+                result = (True, None)
+            else:
+                result = (True, node_tags(meta, self.endpoint.url_for(path)) if isinstance(meta, Mapping) else None)
+        s.nodes[rel_dir] = (now + NODE_CACHE_TTL, result[0], result[1])
+        return result
+
+    def _remember_node(self, rel_dir: str, is_node: bool, tags: TagSet | None) -> None:
+        self._s.nodes[rel_dir] = (time.monotonic() + NODE_CACHE_TTL, is_node, tags)
+
+    def _forget_nodes(self, rel: str) -> None:
+        s = self._s
+        for k in list(s.nodes):
+            if k == rel or not rel or k.startswith(rel + "/"):
+                s.nodes.pop(k, None)
+
+    async def _enclosing(self, rel: str) -> tuple[str | None, TagSet | None]:
+        """The nearest enclosing zarr node of *rel* and the union of all enclosing nodes' tags."""
+        parts = rel.split("/")[:-1]
+        nearest: str | None = None
+        tags: TagSet | None = None
+        for i in range(len(parts), -1, -1):
+            d = "/".join(parts[:i])
+            is_node, t = await self._node_meta(d)
+            if is_node:
+                if nearest is None:
+                    nearest = d
+                tags = union(tags, t)
+        return nearest, tags
+
+    async def _data_tags(self, rel: str) -> tuple[str | None, TagSet | None]:
+        """Tags that govern the data at *rel*: its zarr node's (if inside one) else its own."""
+        name = rel.rsplit("/", 1)[-1]
+        if name == "zarr.json":
+            here = rel.rpartition("/")[0]
+            _, t = await self._node_meta(here)
+            _, up = await self._enclosing(here + "/x" if here else "x")
+            return here, union(t, up)
+        node, tags = await self._enclosing(rel)
+        if node is not None:
+            return node, tags
+        own = await self._retry("read tags", rel, self._s.backend.read, self._full(rel, "read tags"))
+        return None, own
+
+    async def _get_tags(self, path: str) -> TagSet | None:
+        """The tags stored with *path*: a file's own, or a zarr node's (dataset directories too)."""
+        rel = check_relpath("tags", path, self.endpoint.name)
+        is_node, t = await self._node_meta(rel)
+        if is_node:
+            _, up = await self._enclosing(rel + "/x" if rel else "x")
+            return union(t, up)
+        return (await self._data_tags(rel))[1]
+
+    def get_tags(self, path: str) -> TagSet | None:
+        """Sync :meth:`_get_tags`: ``fs.get_tags("data/x.bin")`` -> ``frozenset({("origin", "DE")})``."""
+        return self._run(self._get_tags, path)  # type: ignore[no-any-return]
+
+    async def check_store(
+        self,
+        rel: str,
+        tags: TagSet | None,
+        *,
+        nbytes: int,
+        operation: str,
+        source: str | None = None,
+        dataset: str | None = None,
+        audit_key: str | None = None,
+    ) -> None:
+        """A ``store`` decision for *tags* on this endpoint; audited (once per *audit_key*) and raised."""
+        if not _rules_active():
+            return
+        from hpcai import residency
+
+        ep = self.endpoint
+        d = residency.decide("store", tags, ep.attributes, destination=ep.name)
+        if d.effect is None:
+            return
+        key = (audit_key, "store", tags) if audit_key is not None else None
+        if d.allowed and key is not None and key in self._s.audited:
+            return
+        residency.enforce(
+            "store",
+            tags,
+            ep.attributes,
+            destination=ep.name,
+            source=source,
+            nbytes=nbytes,
+            dataset=dataset or ep.url_for(rel),
+            operation=operation,
+        )
+        if key is not None:
+            self._s.audited.add(key)
+
+    async def _read_check(self, rel: str, nbytes: int = 0, operation: str = "read") -> None:
+        """Reading tagged data into this process is a ``compute`` decision on the host device."""
+        op = "compute"
+        g = self._grant
+        if g is not None and g.read and g.covers(rel):
+            return
+        if rel.rsplit("/", 1)[-1] in _META_NAMES or not _rules_active():
+            return
+        from hpcai import residency
+
+        node, tags = await self._data_tags(rel)
+        host = _host()
+        d = residency.decide(op, tags, host.spec.attributes, destination=host.spec.name)
+        if d.effect is None:
+            return
+        key = (node, op, tags) if node is not None else None
+        if d.allowed and key is not None and key in self._s.audited:
+            return
+        residency.enforce(
+            op,
+            tags,
+            host.spec.attributes,
+            destination=host.spec.name,
+            source=self.endpoint.name,
+            nbytes=nbytes,
+            dataset=self.endpoint.url_for(node if node is not None else rel),
+            operation=operation,
+        )
+        if key is not None:
+            self._s.audited.add(key)
+
+    async def _write_tags(self, rel: str, explicit: Any, data: Any = None, nbytes: int = 0, operation: str = "write") -> TagSet | None:
+        """The tags a write to *rel* carries, after the ``store`` check (raises before any byte is written)."""
+        g = self._grant
+        if g is not None and g.write and g.covers(rel):
+            return union(g.tags, normalize_tags(operation, explicit))
+        tags = union(self.tags, normalize_tags(operation, explicit))
+        name = rel.rsplit("/", 1)[-1]
+        is_meta = name == "zarr.json" and data is not None
+        if is_meta:
+            try:
+                meta = json.loads(bytes(data))
+            except ValueError:
+                meta = None
+            if isinstance(meta, Mapping):
+                tags = union(tags, node_tags(meta, self.endpoint.url_for(rel)))
+        node, up = await self._enclosing(rel)
+        tags = union(tags, up)
+        audit_key = None if (is_meta or node is None) else node
+        await self.check_store(rel, tags, nbytes=nbytes, operation=operation, audit_key=audit_key,
+                               dataset=self.endpoint.url_for(audit_key) if audit_key is not None else None)
+        return tags
+
+    # -- reading ------------------------------------------------------------------------------
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        full = self._full(path, "info")
+        info = await self._retry("info", path, self._s.afs._info, full)
+        return self._map_info(info)
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        full = self._full(path, "ls")
+        entries = await self._retry("ls", path, self._s.afs._ls, full, detail=True)
+        out = [self._map_info(e) for e in entries if not is_hidden(str(e["name"]))]
+        out = [e for e in out if e["name"] != self._rel(full) or e["type"] != "directory"]
+        return out if detail else [e["name"] for e in out]
+
+    async def _find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs: Any) -> Any:
+        full = self._full(path, "find")
+        found = await self._retry("find", path, self._s.afs._find, full, maxdepth=maxdepth, withdirs=withdirs, detail=True)
+        out: dict[str, Any] = {}
+        for name, info in found.items():
+            if any(p.startswith(".hpcai-") for p in str(name).split("/")):
+                continue
+            rel = self._rel(str(name))
+            out[rel] = {**info, "name": rel}
+        return out if detail else sorted(out)
+
+    async def _exists(self, path: str, **kwargs: Any) -> bool:
+        full = self._full(path, "exists")
+        return bool(await self._retry("exists", path, self._s.afs._exists, full))
+
+    async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        full = self._full(path, "cat_file")
+        await self._read_check(check_relpath("cat_file", path, self.endpoint.name))
+        return await self._retry("cat_file", path, self._s.afs._cat_file, full, start=start, end=end)  # type: ignore[no-any-return]
+
+    async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
+        full = self._full(rpath, "get_file")
+        await self._read_check(check_relpath("get_file", rpath, self.endpoint.name), operation="download")
+        if os.path.isdir(lpath):
+            return
+        await self._retry("get_file", rpath, self._s.afs._get_file, full, lpath)
+
+    # -- writing ------------------------------------------------------------------------------
+    async def _pipe_file(self, path: str, value: Any, mode: str = "overwrite", tags: Any = None, **kwargs: Any) -> None:
+        rel = check_relpath("pipe_file", path, self.endpoint.name)
+        data = value if isinstance(value, bytes) else bytes(value)
+        full = self._full(rel, "pipe_file", follow=False)
+        if mode == "create" and await self._exists(rel):
+            raise FileExistsError(f"pipe_file: {self.endpoint.url_for(rel)} exists (mode='create')")
+        t = await self._write_tags(rel, tags, data, len(data))
+        if rel.rsplit("/", 1)[-1] in _META_NAMES:
+            self._forget_nodes(rel.rpartition("/")[0])
+        await self._retry("pipe_file", rel, self._s.backend.put, full, data, t)
+
+    async def _commit(self, path: str, data: bytes, tags: Any = None) -> None:
+        """Replace a small object (a dataset's commit pointer) atomically."""
+        rel = check_relpath("commit", path, self.endpoint.name)
+        full = self._full(rel, "commit", follow=False)
+        t = await self._write_tags(rel, tags, data, len(data), operation="commit")
+        await self._retry("commit", rel, self._s.backend.put, full, data, t)
+        self._forget_nodes(rel.rpartition("/")[0])
+
+    async def _put_file(self, lpath: str, rpath: str, callback: Any = None, tags: Any = None, **kwargs: Any) -> None:
+        if os.path.isdir(lpath):
+            return await self._makedirs(rpath, exist_ok=True)  # type: ignore[no-any-return]
+        rel = check_relpath("put_file", rpath, self.endpoint.name)
+        full = self._full(rel, "put_file")
+        size = os.path.getsize(lpath)
+        meta = None
+        if rel.rsplit("/", 1)[-1] == "zarr.json":
+            with open(lpath, "rb") as f:
+                meta = f.read()
+        t = await self._write_tags(rel, tags, meta, size, operation="upload")
+        await self._retry("put_file", rel, self._s.backend.put_file, lpath, full, t)
+        if callback is not None:
+            callback.relative_update(size)
+
+    async def _cp_file(self, path1: str, path2: str, tags: Any = None, **kwargs: Any) -> None:
+        r1 = check_relpath("copy", path1, self.endpoint.name)
+        r2 = check_relpath("copy", path2, self.endpoint.name)
+        f1, f2 = self._full(r1, "copy"), self._full(r2, "copy")
+        _, src_tags = await self._data_tags(r1)
+        g = self._grant
+        if g is not None and g.write and g.covers(r2):
+            t = union(g.tags, src_tags)
+        else:
+            info = await self._info(r1)
+            t = union(union(src_tags, self.tags), normalize_tags("copy", tags))
+            _, up = await self._enclosing(r2)
+            t = union(t, up)
+            await self.check_store(r2, t, nbytes=int(info.get("size") or 0), operation="copy",
+                                   source=self.endpoint.name, dataset=self.endpoint.url_for(r1))
+        backend = self._s.backend
+        if isinstance(backend, LocalTagBackend):
+            await self._retry("copy", r2, asyncio.to_thread, backend.put_file_sync, f1, f2, t)
+        else:
+            data = await self._retry("copy", r1, self._s.afs._cat_file, f1)
+            await self._retry("copy", r2, backend.put, f2, data, t)
+        if r2.rsplit("/", 1)[-1] in _META_NAMES:
+            self._forget_nodes(r2.rpartition("/")[0])
+
+    async def _copy(self, path1: Any, path2: Any, recursive: bool = False, on_error: str | None = None,
+                    maxdepth: int | None = None, batch_size: int | None = None, **kwargs: Any) -> None:
+        srcs = path1 if isinstance(path1, list) else await self._expand_path(path1, recursive=recursive, maxdepth=maxdepth)
+        await precheck_copy([(self, p, self) for p in srcs])  # a refusal leaves the destination untouched
+        await super()._copy(path1, path2, recursive=recursive, on_error=on_error, maxdepth=maxdepth,
+                            batch_size=batch_size, **kwargs)
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        rel = check_relpath("rm", path, self.endpoint.name)
+        full = self._full(rel, "rm")
+        await self._retry("rm", rel, self._s.afs._rm_file, full)
+        await self._s.backend.removed(full)
+        self._forget_nodes(rel if rel.rsplit("/", 1)[-1] not in _META_NAMES else rel.rpartition("/")[0])
+
+    async def _rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
+        paths = path if isinstance(path, (list, tuple)) else [path]
+        for p in paths:
+            rel = check_relpath("rm", p, self.endpoint.name)
+            full = self._full(rel, "rm")
+            files: list[str] = []
+            if not isinstance(self._s.backend, S3TagBackend):
+                try:
+                    files = list(await self._find(rel, maxdepth=maxdepth)) if recursive else []
+                except StorageNotFoundError:
+                    files = []
+            kw: dict[str, Any] = {"recursive": recursive}
+            if maxdepth is not None:
+                kw["maxdepth"] = maxdepth
+            await self._retry("rm", rel, self._s.afs._rm, full, **kw)
+            for f in files or [rel]:
+                await self._s.backend.removed(self._full(f, "rm"))
+            self._forget_nodes(rel)
+
+    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        full = self._full(path, "mkdir")
+        await self._retry("mkdir", path, self._s.afs._mkdir, full, create_parents=create_parents)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        full = self._full(path, "makedirs")
+        await self._retry("makedirs", path, self._s.afs._makedirs, full, exist_ok=exist_ok)
+
+    def rmdir(self, path: str) -> None:
+        """Remove an empty directory."""
+        full = self._full(path, "rmdir")
+        self._s.sfs.rmdir(full)
+
+    def created(self, path: str) -> Any:
+        """Creation time, where the wrapped filesystem knows it."""
+        return self._s.sfs.created(self._full(path, "created"))
+
+    def modified(self, path: str) -> Any:
+        """Modification time, where the wrapped filesystem knows it."""
+        return self._s.sfs.modified(self._full(path, "modified"))
+
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | None = None,
+        autocommit: bool = True,
+        cache_options: dict[str, Any] | None = None,
+        tags: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        if self.asynchronous:
+            raise InvalidArgumentError(
+                f"open: {self!r} was created with asynchronous=True; open files through a synchronous "
+                "filesystem (hpcai.storage.filesystem(name))"
+            )
+        rel = check_relpath("open", path, self.endpoint.name)
+        full = self._full(rel, "open")
+        if "a" in mode or "+" in mode:
+            raise InvalidArgumentError(
+                f"open: mode {mode!r} is not supported on endpoint {self.endpoint.name!r}: objects are "
+                "written whole (mode 'wb'), so that readers never see partial data"
+            )
+        if "r" in mode:
+            self._run(self._read_check, rel)
+            try:
+                return self._s.sfs.open(full, mode, block_size=block_size, cache_options=cache_options, **kwargs)
+            except Exception as exc:
+                raise self._translate(exc, "open", rel, 1) from None
+        t = self._run(self._write_tags, rel, tags, None, 0, "write")
+        if rel.rsplit("/", 1)[-1] in _META_NAMES:
+            self._forget_nodes(rel.rpartition("/")[0])
+        kw: dict[str, Any] = dict(kwargs)
+        if block_size is not None:
+            kw["block_size"] = block_size
+        try:
+            return self._s.backend.open_write(full, t, **kw)
+        except HpcaiError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, "open", rel, 1) from None
+
+
+def _rebuild_endpoint_fs(name: str, tags: TagSet | None, asynchronous: bool) -> EndpointFileSystem:
+    return EndpointFileSystem(name, tags=None if tags is None else _tagset_mapping(tags), asynchronous=asynchronous)
+
+
+def _tagset_mapping(tags: TagSet) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in tags:
+        out.setdefault(k, []).append(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the cache of endpoint filesystems
+# --------------------------------------------------------------------------------------------
+_cache_lock = threading.Lock()
+_fs_cache: dict[tuple[Any, ...], EndpointFileSystem] = {}
+_shared_cache: dict[tuple[Any, ...], _Shared] = {}
+
+
+def _reset_cache() -> None:
+    """On ``configure``: views are rebuilt; wrapped filesystems are kept while their definition holds."""
+    with _cache_lock:
+        _fs_cache.clear()
+        for sh in _shared_cache.values():
+            sh.nodes.clear()
+            sh.audited.clear()
+
+
+def _loop_key(asynchronous: bool) -> tuple[Any, ...]:
+    if not asynchronous:
+        return (False, os.getpid())
+    try:
+        return (True, id(asyncio.get_running_loop()))
+    except RuntimeError:
+        return (True, "thread", threading.get_ident())
+
+
+def _shared_for(ep: Endpoint, asynchronous: bool, loop: Any) -> _Shared:
+    """One wrapped filesystem (and its caches) per endpoint and event loop, whatever the tags of the view."""
+    import hashlib
+
+    creds = hashlib.sha256(repr(sorted(ep.credentials_options().items())).encode()).hexdigest()
+    definition = json.dumps([ep.protocol, ep.root, dict(ep.options), dict(ep.credentials), ep.tag_store],
+                            sort_keys=True, default=str)
+    key = (definition, creds, *_loop_key(asynchronous))
+    with _cache_lock:
+        sh = _shared_cache.get(key)
+    if sh is None:
+        sh = _Shared(ep, asynchronous, loop)
+        with _cache_lock:
+            sh = _shared_cache.setdefault(key, sh)
+    return sh
+
+
+_config.on_reconfigure(_reset_cache)
+
+
+def endpoint_filesystem(name: str, *, tags: TagSet | None = None, asynchronous: bool = False) -> EndpointFileSystem:
+    """The (cached) filesystem of endpoint *name*; asynchronous ones are per running event loop."""
+    key = (name, tags, *_loop_key(asynchronous))
+    with _cache_lock:
+        fs = _fs_cache.get(key)
+    if fs is None:
+        fs = EndpointFileSystem(name, tags=None if tags is None else _tagset_mapping(tags), asynchronous=asynchronous)
+        with _cache_lock:
+            fs = _fs_cache.setdefault(key, fs)
+    return fs
+
+
+def filesystem(name: str, *, tags: Mapping[str, Any] | None = None) -> EndpointFileSystem:
+    """The residency-enforcing fsspec filesystem of endpoint *name* (paths relative to its root).
+
+    >>> import hpcai, tempfile
+    >>> _ = hpcai.configure(data={"endpoints": {"scratch": {"url": "file://" + tempfile.mkdtemp()}}})
+    >>> fs = hpcai.storage.filesystem("scratch", tags={"origin": "DE"})
+    >>> fs.pipe_file("x.bin", b"123")
+    >>> sorted(fs.get_tags("x.bin"))
+    [('origin', 'DE')]
+    """
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"filesystem: expected an endpoint name such as 'onprem', got {type(name).__name__}")
+    if name.startswith(SCHEME):
+        raise InvalidArgumentError(
+            f"filesystem: expected an endpoint name, got the URL {name!r}; use filesystem({name[len(SCHEME):].split('/')[0]!r})"
+        )
+    return endpoint_filesystem(get_endpoint(name).name, tags=normalize_tags("filesystem", tags))
+
+
+# --------------------------------------------------------------------------------------------
+# the hpcai:// protocol
+# --------------------------------------------------------------------------------------------
+#: Generic fsspec options accepted and ignored (``anon``: pandas retries a refused write with it;
+#: credentials always come from the endpoint's configuration).
+_FSSPEC_OPTIONS = frozenset(
+    {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache", "batch_size", "anon"}
+)
+
+
+class HpcaiFileSystem(AsyncFileSystem):
+    """The ``hpcai://`` protocol: ``hpcai://<endpoint>/<path>`` through the endpoint's enforcing filesystem.
+
+    Registered as an fsspec implementation, so any fsspec-aware library works on it:
+
+    >>> import fsspec, hpcai, tempfile
+    >>> _ = hpcai.configure(data={"endpoints": {"scratch": {"url": "file://" + tempfile.mkdtemp()}}})
+    >>> with fsspec.open("hpcai://scratch/x.bin", "wb") as f:
+    ...     _ = f.write(b"data")
+    >>> fsspec.open("hpcai://scratch/x.bin").open().read()
+    b'data'
+    """
+
+    protocol = "hpcai"
+    root_marker = ""
+    async_impl = True
+
+    def __init__(
+        self,
+        *,
+        tags: Mapping[str, Any] | None = None,
+        asynchronous: bool = False,
+        loop: Any = None,
+        **storage_options: Any,
+    ) -> None:
+        unknown = sorted(set(storage_options) - _FSSPEC_OPTIONS)
+        if unknown:
+            raise InvalidArgumentError(
+                f"hpcai://: unknown storage option(s) {', '.join(unknown)}; endpoints take their options and "
+                "credentials from [endpoints.<name>] in the configuration (the only option here is tags=)"
+            )
+        super().__init__(asynchronous=asynchronous, loop=loop, batch_size=storage_options.get("batch_size"))
+        self.tags = normalize_tags("hpcai://", tags)
+
+    def __repr__(self) -> str:
+        return "<HpcaiFileSystem hpcai://>"
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, (list, tuple)):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith(SCHEME):
+            path = path[len(SCHEME):]
+        elif path.startswith("hpcai:"):
+            path = path[len("hpcai:"):].lstrip("/")
+        return path.rstrip("/")
+
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        return {}
+
+    def unstrip_protocol(self, name: str) -> str:
+        return SCHEME + name
+
+    def _split(self, path: str) -> tuple[EndpointFileSystem, str, str]:
+        p = self._strip_protocol(path)
+        name, _, rel = p.partition("/")
+        if not name:
+            raise InvalidArgumentError(f"hpcai://: {path!r} names no endpoint; expected hpcai://<endpoint>/<path>")
+        ep = get_endpoint(name)
+        return endpoint_filesystem(ep.name, tags=self.tags, asynchronous=self.asynchronous), rel, name
+
+    @staticmethod
+    def _prefix(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(info)
+        out["name"] = f"{name}/{info['name']}" if info["name"] else name
+        return out
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        p = self._strip_protocol(path)
+        if not p:
+            return {"name": "", "type": "directory", "size": 0}
+        fs, rel, name = self._split(p)
+        if not rel:
+            return {"name": name, "type": "directory", "size": 0}
+        return self._prefix(name, await fs._info(rel))
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        p = self._strip_protocol(path)
+        if not p:
+            from ._endpoints import endpoints
+
+            out = [{"name": n, "type": "directory", "size": 0} for n in sorted(endpoints())]
+        else:
+            fs, rel, name = self._split(p)
+            out = [self._prefix(name, e) for e in await fs._ls(rel, detail=True)]
+        return out if detail else [e["name"] for e in out]
+
+    async def _find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs: Any) -> Any:
+        fs, rel, name = self._split(path)
+        found = await fs._find(rel, maxdepth=maxdepth, withdirs=withdirs, detail=True)
+        out = {f"{name}/{k}" if k else name: self._prefix(name, v) for k, v in found.items()}
+        return out if detail else sorted(out)
+
+    async def _exists(self, path: str, **kwargs: Any) -> bool:
+        fs, rel, _ = self._split(path)
+        return await fs._exists(rel)
+
+    async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        fs, rel, _ = self._split(path)
+        return await fs._cat_file(rel, start=start, end=end)
+
+    async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
+        fs, rel, _ = self._split(rpath)
+        await fs._get_file(rel, lpath)
+
+    async def _pipe_file(self, path: str, value: Any, mode: str = "overwrite", tags: Any = None, **kwargs: Any) -> None:
+        fs, rel, _ = self._split(path)
+        await fs._pipe_file(rel, value, mode=mode, tags=tags)
+
+    async def _put_file(self, lpath: str, rpath: str, callback: Any = None, tags: Any = None, **kwargs: Any) -> None:
+        fs, rel, _ = self._split(rpath)
+        await fs._put_file(lpath, rel, callback=callback, tags=tags)
+
+    async def _cp_file(self, path1: str, path2: str, tags: Any = None, **kwargs: Any) -> None:
+        fs1, r1, n1 = self._split(path1)
+        fs2, r2, n2 = self._split(path2)
+        if n1 == n2:
+            await fs1._cp_file(r1, r2, tags=tags)
+            return
+        await copy_between(fs1, r1, fs2, r2, extra_tags=normalize_tags("copy", tags))
+
+    async def _copy(self, path1: Any, path2: Any, recursive: bool = False, on_error: str | None = None,
+                    maxdepth: int | None = None, batch_size: int | None = None, **kwargs: Any) -> None:
+        srcs = path1 if isinstance(path1, list) else await self._expand_path(path1, recursive=recursive, maxdepth=maxdepth)
+        dsts = path2 if isinstance(path2, list) else [path2] * len(srcs)
+        pairs = []
+        for s_path, d_path in zip(srcs, dsts):
+            src_fs, rel, _ = self._split(s_path)
+            dst_fs, _, _ = self._split(d_path)
+            pairs.append((src_fs, rel, dst_fs))
+        await precheck_copy(pairs)  # a refusal leaves every destination untouched
+        await super()._copy(path1, path2, recursive=recursive, on_error=on_error, maxdepth=maxdepth,
+                            batch_size=batch_size, **kwargs)
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        fs, rel, _ = self._split(path)
+        await fs._rm_file(rel)
+
+    async def _rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
+        for p in path if isinstance(path, (list, tuple)) else [path]:
+            fs, rel, _ = self._split(p)
+            await fs._rm(rel, recursive=recursive, maxdepth=maxdepth)
+
+    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        fs, rel, _ = self._split(path)
+        await fs._mkdir(rel, create_parents=create_parents)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        fs, rel, _ = self._split(path)
+        await fs._makedirs(rel, exist_ok=exist_ok)
+
+    def get_tags(self, path: str) -> TagSet | None:
+        """The tags stored with ``hpcai://<endpoint>/<path>``."""
+        fs, rel, _ = self._split(path)
+        return fs.get_tags(rel)
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
+              cache_options: dict[str, Any] | None = None, tags: Any = None, **kwargs: Any) -> Any:
+        fs, rel, _ = self._split(path)
+        return fs._open(rel, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, tags=tags, **kwargs)
+
+
+async def precheck_copy(pairs: list[tuple[EndpointFileSystem, str, EndpointFileSystem]]) -> None:
+    """Decide every ``(source fs, path, destination fs)`` copy first; the first refusal is audited and raised."""
+    if not _rules_active():
+        return
+    from hpcai import residency
+
+    for src, rel, dst in pairs:
+        try:
+            info = await src._info(rel)
+        except StorageNotFoundError:
+            continue
+        if info.get("type") == "directory":
+            continue
+        _, tags = await src._data_tags(rel)
+        tags = union(tags, dst.tags)
+        ep = dst.endpoint
+        if not residency.decide("store", tags, ep.attributes, destination=ep.name).allowed:
+            await dst.check_store(rel, tags, nbytes=int(info.get("size") or 0), operation="copy",
+                                  source=src.endpoint.name, dataset=src.endpoint.url_for(rel))
+
+
+async def copy_between(
+    src: EndpointFileSystem,
+    r1: str,
+    dst: EndpointFileSystem,
+    r2: str,
+    *,
+    extra_tags: TagSet | None = None,
+    checked: bool = False,
+) -> int:
+    """Copy one object between endpoints: the source's tags are checked against the destination first."""
+    _, src_tags = await src._data_tags(r1)
+    tags = union(union(src_tags, extra_tags), dst.tags)
+    if not checked:
+        info = await src._info(r1)
+        await dst.check_store(r2, tags, nbytes=int(info.get("size") or 0), operation="copy",
+                              source=src.endpoint.name, dataset=src.endpoint.url_for(r1))
+    data = await src.granted(r1, src_tags, read=True)._cat_file(r1)
+    await dst.granted(r2, tags, write=True)._pipe_file(r2, data)
+    return len(data)

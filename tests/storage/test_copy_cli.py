@@ -1,0 +1,168 @@
+"""Copies between endpoints (policy-checked, audited) and the ls/cp/tags/rm command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hpcai.storage import copy, filesystem, load, rm, save, tags
+from hpcai.storage.testing import POLICY
+
+import hpcai as xp
+from hpcai.cli import main
+from hpcai.errors import InvalidArgumentError, ResidencyError
+
+
+@pytest.fixture
+def env(endpoints_data: dict[str, Any], tmp_path: Path) -> Path:
+    audit = tmp_path / "audit.jsonl"
+    rules = [
+        *POLICY["policy"]["rules"],
+        {"name": "eu-only", "match": "residency=eu", "store": "jurisdiction=EU", "compute": "jurisdiction=EU"},
+    ]
+    xp.configure(data={**POLICY, **endpoints_data, "policy": {"rules": rules}, "audit": {"path": str(audit)}})
+    return audit
+
+
+def _unique(name: str) -> str:
+    import uuid
+
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def test_copy_dataset_between_endpoints_keeps_values_and_tags(env: Path) -> None:
+    p = _unique("ds")
+    ref = np.arange(600.0).reshape(20, 30)
+    save(xp.tag(xp.asarray(ref), residency="eu", origin="DE"), f"hpcai://onprem/{p}/x.zarr", chunks=(5, 10))
+    calls: list[tuple[int, int]] = []
+    r = copy(f"hpcai://onprem/{p}/x.zarr", f"hpcai://scratch/{p}/x.zarr", progress=lambda d, t: calls.append((d, t)))
+    assert r.files == 12 + 1 + 1  # 12 chunks, the version's zarr.json, the pointer
+    y = load(f"hpcai://scratch/{p}/x.zarr")
+    np.testing.assert_array_equal(np.asarray(y._data), ref)
+    assert dict(y.tags) == {"origin": frozenset({"DE"}), "residency": frozenset({"eu"})}
+    assert calls[0] == (0, r.nbytes) and calls[-1] == (r.nbytes, r.nbytes)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    copies = [rec for rec in xp.audit.read(env) if rec["operation"] == "copy"]
+    assert [(c["decision"], c["destination"], c["source"]) for c in copies] == [("allow", "scratch", "onprem")]
+
+
+def test_refused_copy_leaves_destination_empty(env: Path) -> None:
+    p = _unique("eu")
+    save(xp.tag(xp.ones((10, 10)), residency="eu"), f"hpcai://onprem/{p}/x.zarr", chunks=(5, 5))
+    filesystem("onprem", tags={"residency": "eu"}).pipe_file(f"{p}/notes.txt", b"eu only")
+    for src in (f"hpcai://onprem/{p}/x.zarr", f"hpcai://onprem/{p}/notes.txt", f"hpcai://onprem/{p}"):
+        with pytest.raises(ResidencyError, match="eu-only"):
+            copy(src, f"hpcai://cloud/{p}/copy")
+        assert not filesystem("cloud").exists(p)
+    denied = [rec for rec in xp.audit.read(env) if rec["decision"] == "deny"]
+    assert len(denied) == 3 and {d["destination"] for d in denied} == {"cloud"}
+
+
+def test_mixed_directory_is_checked_per_tag_set(env: Path) -> None:
+    p = _unique("mixed")
+    filesystem("onprem").pipe_file(f"{p}/public.txt", b"public")
+    filesystem("onprem", tags={"residency": "eu"}).pipe_file(f"{p}/private.txt", b"private")
+    with pytest.raises(ResidencyError):
+        copy(f"hpcai://onprem/{p}", f"hpcai://cloud/{p}")
+    assert not filesystem("cloud").exists(p)  # not even the public file went first
+    r = copy(f"hpcai://onprem/{p}/public.txt", f"hpcai://cloud/{p}/public.txt")
+    assert r.nbytes == 6 and filesystem("cloud").cat_file(f"{p}/public.txt") == b"public"
+
+
+def test_upload_and_download_local_files(env: Path, tmp_path: Path) -> None:
+    p = _unique("up")
+    src = tmp_path / "local.csv"
+    src.write_text("a,b\n1,2\n")
+    copy(str(src), f"hpcai://onprem/{p}/local.csv", tags={"residency": "eu"})
+    assert dict(tags(f"hpcai://onprem/{p}/local.csv")) == {"residency": frozenset({"eu"})}
+    with pytest.raises(ResidencyError):
+        copy(str(src), f"hpcai://cloud/{p}/local.csv", tags={"residency": "eu"})
+    out = tmp_path / "back.csv"
+    copy(f"hpcai://onprem/{p}/local.csv", str(out))
+    assert out.read_text() == "a,b\n1,2\n"
+    xp.configure(data={**xp.get_config().data, "site": {"country": "US", "jurisdiction": "US", "provider": "x"}})
+    with pytest.raises(ResidencyError):
+        copy(f"hpcai://onprem/{p}/local.csv", str(tmp_path / "us.csv"))
+    assert not (tmp_path / "us.csv").exists()
+
+
+def test_copy_refuses_to_merge_into_existing_directory(env: Path) -> None:
+    p = _unique("dup")
+    save(xp.ones(4), f"hpcai://onprem/{p}/a.zarr")
+    copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr")
+    with pytest.raises(InvalidArgumentError, match="exists"):
+        copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr")
+    copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr", overwrite=True)
+
+
+def test_fsspec_level_cross_endpoint_copy_is_checked(env: Path) -> None:
+    import fsspec
+
+    p = _unique("fs")
+    fs = fsspec.filesystem("hpcai")
+    filesystem("onprem", tags={"residency": "eu"}).pipe_file(f"{p}/a.bin", b"abc")
+    fs.copy(f"onprem/{p}/a.bin", f"scratch/{p}/a.bin")
+    assert dict(tags(f"hpcai://scratch/{p}/a.bin")) == {"residency": frozenset({"eu"})}
+    with pytest.raises(ResidencyError):
+        fs.copy(f"onprem/{p}/a.bin", f"cloud/{p}/a.bin")
+    assert not filesystem("cloud").exists(f"{p}/a.bin")
+    assert sorted(fs.ls("", detail=False)) == ["cloud", "onprem", "scratch"]
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_cli_ls_tags_cp_rm(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = _unique("cli")
+    save(xp.tag(xp.arange(12.0), residency="eu"), f"hpcai://onprem/{p}/x.zarr", chunks=(4,))
+    filesystem("onprem").pipe_file(f"{p}/readme.txt", b"hello")
+    assert main(["ls", f"hpcai://onprem/{p}"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset" in out and f"hpcai://onprem/{p}/x.zarr" in out and "5 B" in out
+    assert main(["ls", "--json", "--tags", f"hpcai://onprem/{p}"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {e["url"].rsplit("/", 1)[-1]: e["tags"] for e in listing} == {"readme.txt": {}, "x.zarr": {"residency": ["eu"]}}
+    assert main(["tags", f"hpcai://onprem/{p}/x.zarr"]) == 0
+    assert capsys.readouterr().out.strip() == "residency = eu"
+
+    assert main(["cp", "--progress", f"hpcai://onprem/{p}/x.zarr", f"hpcai://scratch/{p}/x.zarr"]) == 0
+    captured = capsys.readouterr()
+    assert "100.0%" in captured.err and "[" in captured.err and "copied 5 file(s)" in captured.out
+    np.testing.assert_array_equal(np.asarray(load(f"hpcai://scratch/{p}/x.zarr")._data), np.arange(12.0))
+
+    assert main(["cp", "--no-progress", f"hpcai://onprem/{p}/x.zarr", f"hpcai://cloud/{p}/x.zarr"]) == 1
+    err = capsys.readouterr().err
+    assert "hpcai: error:" in err and "eu-only" in err and "cloud" in err
+    assert not filesystem("cloud").exists(p)
+
+    assert main(["rm", f"hpcai://scratch/{p}/x.zarr"]) == 1
+    assert "recursive" in capsys.readouterr().err
+    assert main(["rm", "-r", f"hpcai://scratch/{p}/x.zarr"]) == 0
+    assert not filesystem("scratch").exists(f"{p}/x.zarr")
+    assert main(["tags", f"hpcai://onprem/{p}/missing.bin"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["ls", "hpcai://nowhere/x"]) == 1
+    assert "unknown storage endpoint 'nowhere'" in capsys.readouterr().err
+
+
+def test_rm_removes_dataset_pointer_first(env: Path) -> None:
+    p = _unique("rm")
+    save(xp.ones(6), f"hpcai://onprem/{p}/x.zarr", chunks=(2,))
+    assert rm(f"hpcai://onprem/{p}/x.zarr", recursive=True) == 5
+    assert not filesystem("onprem").exists(f"{p}/x.zarr")
+    assert not filesystem("onprem").exists(p)
+
+
+def test_recursive_fsspec_copy_checks_everything_first(env: Path) -> None:
+    import fsspec
+
+    p = _unique("rec")
+    fs = fsspec.filesystem("hpcai")
+    filesystem("onprem").pipe_file(f"{p}/a-public.txt", b"public")
+    filesystem("onprem", tags={"residency": "eu"}).pipe_file(f"{p}/b-private.txt", b"private")
+    with pytest.raises(ResidencyError):
+        fs.copy(f"onprem/{p}", f"cloud/{p}", recursive=True)
+    assert not filesystem("cloud").exists(p)
+    fs.copy(f"onprem/{p}", f"scratch/{p}", recursive=True)
+    assert sorted(filesystem("scratch").find(p)) == [f"{p}/a-public.txt", f"{p}/b-private.txt"]
