@@ -103,12 +103,30 @@ def _foreign(fname: str, obj: object, device: Device) -> ForeignArrayError:
     )
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _wide_int(v: int, x: Array) -> Any:
+    """A Python int beyond int64 as a 0-d array of ``x``'s uint64 dtype, else ``v`` unchanged.
+
+    Some backends (JAX) parse a Python int as int64 and overflow on ``2**64 - 2`` even
+    beside a uint64 array; as a uint64 operand the value gives the standard's result.
+    """
+    data = x._data
+    if data.dtype == np.uint64 and v < 2**64:
+        return x._device._ns.asarray(v, dtype=data.dtype)
+    return v
+
+
 def _operand(fname: str, self: Array, other: object) -> Any:
     """The native value of a scalar operand, or raise for foreign arrays / bad types."""
     if isinstance(other, _SCALAR_TYPES):
+        if other.__class__ is int and other > _INT64_MAX:  # type: ignore[operator]
+            return _wide_int(other, self)  # type: ignore[arg-type]
         return other
     if isinstance(other, np.generic):
-        return other.item()
+        v = other.item()
+        return _wide_int(v, self) if v.__class__ is int and v > _INT64_MAX else v
     if hasattr(other, "__array_namespace__") or hasattr(other, "__array__") or hasattr(other, "__dlpack__"):
         raise _foreign(fname, other, self._device)
     return NotImplemented

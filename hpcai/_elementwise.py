@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _tags
-from ._array import Array, _mismatch, _translate, _wrap
+from ._array import _INT64_MAX, Array, _mismatch, _translate, _wide_int, _wrap
 from ._device import Device
 from ._dtypes import (
     _all_dtypes,
@@ -151,6 +151,8 @@ def _operands(
         if isinstance(x2, _SCALARS):
             if x1._data.dtype not in group:
                 check_dtype(fname, x1, group, "x1")
+            if x2.__class__ is int and x2 > _INT64_MAX:
+                x2 = _wide_int(x2, x1)
             return x1._data, x2, x1._device, x1._tags
         as_array(fname, x2)
     elif c2:
@@ -159,6 +161,8 @@ def _operands(
         if isinstance(x1, _SCALARS):
             if x2._data.dtype not in group:
                 check_dtype(fname, x2, group, "x2")
+            if x1.__class__ is int and x1 > _INT64_MAX:
+                x1 = _wide_int(x1, x2)
             return x1, x2._data, x2._device, x2._tags
         as_array(fname, x1)
     raise DTypeError(
@@ -191,10 +195,10 @@ def _probe(ns: Any) -> frozenset[str]:
             lambda: ns.floor_divide(arr(inf, 1.0, -1.0), arr(2.0, -inf, inf)),
             [inf, -0.0, -0.0],
         ),
-        # a zero dividend keeps the sign of x1 / x2 (JAX gives +0 for -0 // 2)
+        # a zero quotient has the sign of x1 / x2 (JAX gives +0 for -0 // 2, -0 for -1 // -1.5)
         "floor_divide_zero": (
-            lambda: ns.floor_divide(arr(-0.0, 0.0), arr(2.0, -2.0)),
-            [-0.0, -0.0],
+            lambda: ns.floor_divide(arr(-0.0, 0.0, -1.0), arr(2.0, -2.0, -1.5)),
+            [-0.0, -0.0, 0.0],
         ),
         # a zero remainder has the sign of x2, as in Python (JAX uses the sign of x1)
         "remainder_zero": (
@@ -392,6 +396,8 @@ def _clip_bound(name: str, bound: Any, x: Array, tags: TagSet | None) -> tuple[A
             bound = lo
         elif bound > hi:
             bound = hi
+        if bound > _INT64_MAX:
+            return _wide_int(bound, x), tags
     return bound, tags
 
 
@@ -493,7 +499,7 @@ def floor_divide(x1: Real, x2: Real, /) -> Array:
 
     Where an operand is infinite the standard's ``floor(x1 / x2)`` is returned (e.g.
     ``inf // 2`` is ``inf`` and ``1 // -inf`` is ``-0``), where NumPy gives NaN or -1;
-    a zero dividend gives a zero with the sign of ``x1 / x2``.
+    a zero result has the sign of ``x1 / x2`` (``-1.0 // -1.5`` is ``+0``).
 
     >>> import hpcai as xp
     >>> xp.floor_divide(xp.asarray([7, -7]), 2)
@@ -515,13 +521,9 @@ def floor_divide(x1: Real, x2: Real, /) -> Array:
                     if m is not False and _any(ns, m):
                         r = ns.where(m, ns.floor(ns.divide(a, b)), r)
             if "floor_divide_zero" in q:
-                if isinstance(a, _SCALARS):
-                    if a == 0:
-                        r = ns.divide(a, b)
-                else:
-                    m = a == 0
-                    if _any(ns, m):
-                        r = ns.where(m, ns.divide(a, b), r)
+                m = r == 0
+                if _any(ns, m):
+                    r = ns.where(m, ns.copysign(r, ns.divide(a, b)), r)
     except Exception as exc:
         raise _translate("xp.floor_divide", exc) from None
     return _wrap(r, dev, tags)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _tags
-from ._array import Array, _foreign, _mismatch, _translate, _wrap
+from ._array import _INT64_MAX, Array, _foreign, _mismatch, _translate, _wide_int, _wrap
 from ._device import Device, resolve_device
 from ._dtypes import DTYPES_BY_NAME, GROUP_NAMES
 from ._tags import TagSet
@@ -146,10 +146,14 @@ def binary(
         dev, a, b, tags = x1._device, x1._data, x2, x1._tags
         if group is not None and a.dtype not in group:
             check_dtype(fname, x1, group, "x1")
+        if x2.__class__ is int and x2 > _INT64_MAX:
+            b = _wide_int(x2, x1)
     elif c2 and isinstance(x1, _SCALARS):
         dev, a, b, tags = x2._device, x1, x2._data, x2._tags
         if group is not None and b.dtype not in group:
             check_dtype(fname, x2, group, "x2")
+        if x1.__class__ is int and x1 > _INT64_MAX:
+            a = _wide_int(x1, x2)
     else:
         if isinstance(x1, np.generic) or isinstance(x2, np.generic):  # NumPy scalars act as Python scalars
             return binary(
