@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import textwrap
 from typing import Any
 
@@ -72,8 +73,10 @@ def test_x64_is_enabled_when_the_backend_loads() -> None:
         print(x.dtype, i.dtype, (x * 3).dtype, xp.zeros(2, device="jax:cpu:0").dtype)
         """
     )
+    # Run outside the source tree so the installed package is imported, not ./hpcai.
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+        cwd=tempfile.gettempdir(),
     )
     assert out.stdout.split() == ["float64", "int64", "float64", "float64"]
 
@@ -504,7 +507,8 @@ def _run_with_array_api(code: str) -> None:
     """
     env = dict(os.environ, SCIPY_ARRAY_API="1")
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+        cwd=tempfile.gettempdir(),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok"), out.stdout[-2000:]

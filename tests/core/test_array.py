@@ -223,8 +223,10 @@ def test_config_from_pyproject(tmp_path) -> None:
     assert out.stdout.split()[0] == "emulated:0" and "[tool.hpcai]" in out.stdout
 
 
-def test_cli_devices_lists_devices() -> None:
-    out = subprocess.run([sys.executable, "-m", "hpcai.cli", "devices"], capture_output=True, text=True, check=True)
+def test_cli_devices_lists_devices(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hpcai.cli", "devices"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     for name in ("numpy:cpu", "emulated:0", "emulated:1"):
         assert name in out.stdout
     assert "h100" in out.stdout and "mi300x" in out.stdout
