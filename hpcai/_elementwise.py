@@ -734,7 +734,32 @@ def round(x: Array, /) -> Array:
 
 def sign(x: Array, /) -> Array:
     """-1, 0 or +1 for real elements; ``x / |x|`` (0 at 0) for complex elements."""
+    if x.__class__ is Array and x._data.dtype.kind == "c":
+        return _complex_sign(x)
     return unary("sign", x, _NUMERIC)
+
+
+def _complex_sign(x: Array) -> Array:
+    """Complex sign as ``x / |x|`` with a real divisor, so subnormal moduli stay exact.
+
+    Dividing by ``|x|`` as a complex number (what the backends do) overflows for subnormal
+    moduli (``0+1e-311j`` gave ``nan+infj``); dividing the parts by the real modulus does
+    not. Zeros are returned as they are, and non-finite moduli keep the backend's
+    ``x / |x|`` special cases.
+    """
+    ns = x._device._ns
+    a = x._data
+    try:
+        r = ns.abs(a)
+        finite = ns.isfinite(r)
+        zero = r == 0
+        safe = ns.where(zero | ~finite, ns.ones_like(r), r)
+        unit = ns.real(a) / safe + (ns.imag(a) / safe) * 1j
+        with np.errstate(all="ignore"):  # the masked-out lanes of the fallback may overflow
+            out = ns.where(zero, a, ns.where(finite, unit, ns.sign(a)))
+    except Exception as exc:
+        raise _translate("xp.sign", exc) from None
+    return _wrap(out, x._device, x._tags)
 
 
 def signbit(x: Array, /) -> Array:

@@ -14,11 +14,18 @@ FOLDERS = {"hpcai": "hpcai", "backends": "hpcai.backends", "storage": "hpcai.sto
 
 
 def _modules() -> list[str]:
-    names = []
+    return list(_module_files())
+
+
+def _module_files() -> dict[str, str]:
+    """Module name -> its path inside the installed distribution."""
+    out = {}
     for folder, package in FOLDERS.items():
+        base = package.replace(".", "/")
         for path in sorted((ROOT / folder).glob("*.py")):
-            names.append(package if path.stem == "__init__" else f"{package}.{path.stem}")
-    return names
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            out[name] = f"{base}/{path.name}"
+    return out
 
 
 def _editable() -> bool:
@@ -35,7 +42,7 @@ def test_module_imports_from_install(name: str) -> None:
         # A non-editable install must carry the file itself: a subpackage left out of
         # [tool.setuptools] packages would be missing here.
         files = {str(f) for f in importlib.metadata.files("hpcai") or []}
-        rel = name.replace(".", "/") + (".py" if not name.endswith(("hpcai", "backends", "storage")) else "/__init__.py")
+        rel = _module_files()[name]
         assert rel in files, f"{rel} is not in the installed distribution"
         assert str(ROOT) not in str(module.__file__), f"{name} was imported from the source tree"
 
