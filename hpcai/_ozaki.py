@@ -12,9 +12,9 @@ a low-precision matrix unit computes *exactly*, then reconstruct the float64 res
   coprime moduli ``<= 256`` (residues in ``[-128, 128]``), one exact product per modulus
   gives ``A'B' mod p``, and the Chinese remainder theorem rebuilds ``A'B'`` exactly.
 
-Exact products use float32 matrix products of integers: a k-block of ``b`` terms each
-below ``2**14`` in magnitude sums below ``2**24``, where float32 is exact, so ``k`` is cut
-into blocks of 1024 (slices) or 512 (residues). That is what an FP64-less accelerator's
+Exact products use float32 matrix products of integers: a k-block of 1024 terms each
+at most ``2**14`` in magnitude (int8 slices, symmetric residues) sums to at most ``2**24``,
+where float32 is exact, so ``k`` is cut into blocks of 1024. That is what an FP64-less accelerator's
 matrix unit does, and on CPUs it runs through sgemm, about twice as fast as dgemm.
 
 Two accumulators finish the job:
@@ -67,9 +67,12 @@ _DIGIT_BITS = 11
 #: Largest numbers of slices / moduli before ``auto`` falls back to native FP64.
 MAX_SLICES = 20
 MAX_MODULI = 32
-#: k-blocks that keep float32 sums of integer products exact (below 2**24 and 2**23).
+#: k-blocks that keep float32 sums of integer products exact (at most 2**24 in magnitude:
+#: 1024 products of slices below 2**7, or of symmetric residues |r| <= 128).
 _KBLOCK_SLICES = 1024
-_KBLOCK_RESIDUES = 512
+_KBLOCK_RESIDUES = 1024
+#: Result entries per chunk of the float64 CRT reconstruction (temporaries stay in cache).
+_CRT_CHUNK = 1 << 15
 #: Fixed-point part width of the CRT weights (parts * residues * moduli stay below 2**53).
 _PART_BITS = 38
 #: Bound on the double-double reconstruction error, relative to |A||B| (integer path: exact).
@@ -217,8 +220,25 @@ def _residue_matrix(ns: Any, moduli: Sequence[int], ndigits: int) -> Any:
 
 
 def _sym_mod(ns: Any, y: Any, p: Any, inv_p: Any) -> Any:
-    """``y - p * rint(y / p)``: a residue of integer-valued float32 *y* (|y| < 2**23)."""
+    """``y - p * rint(y / p)``: a residue of integer-valued float32 *y* (``|y| <= 2**24``).
+
+    *p* and *inv_p* (float32 ``1/p``) are scalars or arrays broadcastable against *y*.
+    Every step is exact (``|p * q| < 2**24``); the computed quotient errs by at most
+    ``|y| 2**-23 / p``, so the residue lies within ``|y| 2**-23`` of the symmetric range:
+    ``|r| <= p/2`` for ``|y| <= 2**22``, ``|r| <= p/2 + 2`` up to ``2**24``.
+    """
     return y - p * ns.rint(y * inv_p)
+
+
+def _sym_mod_owned(ns: Any, y: Any, p: Any, inv_p: Any) -> Any:
+    """:func:`_sym_mod` of a temporary the caller owns: a NumPy *y* is overwritten in place."""
+    if type(y) is not np.ndarray:
+        return _sym_mod(ns, y, p, inv_p)
+    t = np.multiply(y, inv_p)
+    np.rint(t, out=t)
+    t *= p
+    y -= t
+    return y
 
 
 def _residues(ns: Any, xi: Any, bits: int, moduli: Sequence[int]) -> Any:
@@ -226,16 +246,60 @@ def _residues(ns: Any, xi: Any, bits: int, moduli: Sequence[int]) -> Any:
 
     The integers are cut into 11-bit digits, one float32 GEMM with ``2**(11 d) mod p``
     (|.| <= 128) gives sums below ``2**21.5`` (exact), and a rounding to the nearest
-    multiple of ``p`` that is exact at that size leaves symmetric residues ``|r| <= p/2``.
+    multiple of ``p`` that is exact at that size leaves symmetric residues ``|r| <= p/2``
+    (all moduli at once: one pass over the GEMM's result, no per-modulus copies).
     """
     nd = -(-(bits + 1) // _DIGIT_BITS)
-    digits = _digits(ns, xi, _DIGIT_BITS, nd)
     shape = tuple(xi.shape)
     size = math.prod(shape)
+    rmat = _residue_matrix(ns, moduli, nd)
+    p = ns.asarray([[float(m)] for m in moduli], dtype=ns.float32)
+    inv_p = ns.asarray([[1.0 / m] for m in moduli], dtype=ns.float32)
+    if type(xi) is np.ndarray and type(rmat) is np.ndarray:
+        return np.reshape(
+            _residues_np(np.reshape(xi, (size,)), nd, rmat, p, inv_p), (len(moduli), *shape)
+        )
+    digits = _digits(ns, xi, _DIGIT_BITS, nd)
     stack = ns.reshape(ns.stack(digits, axis=0), (nd, size))
-    y = _f32_matmul(ns, _residue_matrix(ns, moduli, nd), stack)
-    rows = [_sym_mod(ns, y[i], np.float32(m), np.float32(1.0 / m)) for i, m in enumerate(moduli)]
-    return ns.reshape(ns.stack(rows, axis=0), (len(moduli), *shape))
+    y = _f32_matmul(ns, rmat, stack)
+    return ns.reshape(_sym_mod(ns, y, p, inv_p), (len(moduli), *shape))
+
+
+def _residues_np(
+    xi: np.ndarray, nd: int, rmat: np.ndarray, p: np.ndarray, inv_p: np.ndarray
+) -> np.ndarray:
+    """:func:`_residues` for flat NumPy *xi* in cache-sized chunks with reused buffers.
+
+    The same operations in the same order as the generic path (bit-identical results),
+    without the full-size digit, product and rounding temporaries.
+    """
+    size = xi.shape[0]
+    out = np.empty((rmat.shape[0], size), dtype=np.float32)
+    step = _CRT_CHUNK // 2
+    dig = np.empty((nd, step), dtype=np.float32)
+    tmp = np.empty((rmat.shape[0], step), dtype=np.float32)
+    rem = np.empty(step, dtype=np.float64)
+    t = np.empty(step, dtype=np.float64)
+    for c0 in range(0, size, step):
+        c1 = min(c0 + step, size)
+        n = c1 - c0
+        r, tt, dg, tp = rem[:n], t[:n], dig[:, :n], tmp[:, :n]
+        r[...] = xi[c0:c1]
+        for d in range(nd - 1, -1, -1):
+            scale = 2.0 ** (_DIGIT_BITS * d)
+            np.multiply(r, 1.0 / scale, out=tt)
+            np.trunc(tt, out=tt)
+            dg[d] = tt
+            if d:
+                tt *= scale
+                r -= tt
+        y = out[:, c0:c1]
+        np.matmul(rmat, dg, out=y)
+        np.multiply(y, inv_p, out=tp)
+        np.rint(tp, out=tp)
+        tp *= p
+        y -= tp
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,9 +463,16 @@ def _prepare(ns: Any, kind: _Kind, a: Any, b: Any) -> _Prepared:
 
 
 def _ozaki2_bits(nmod: int, K: int) -> int:
-    """Largest b with ``4 K 2**(2b) < M``: then |A'B'| < M/4 and the CRT is unambiguous."""
+    """Largest b with ``64 K 2**(2b) <= 31 M``: then ``|A'B'| <= K 2**(2b) <= (1/2 - 2**-6) M``.
+
+    The CRT recovers ``C' = X - q M`` from ``X = sum_i W_i r_i`` with ``q = rint(s)``,
+    ``s`` an estimate of ``X / M = q + C'/M`` from the leading fixed-point parts. It is
+    exact when ``|s - X/M| < 1/2 - |C'|/M``, here ``2**-6``: the float64 estimate errs by
+    below ``2**-30``, the float32 one (FP64-less path, ``|X/M| <= 32 * 130 < 2**13``) by
+    about ``2**-8``.
+    """
     M = math.prod(MODULI[:nmod])
-    x = (M - 1) // (4 * max(K, 1))
+    x = (31 * M) // (64 * max(K, 1))
     return max((x.bit_length() - 1) // 2, 0)
 
 
@@ -455,6 +526,35 @@ def _run_ozaki1(ns: Any, kind: _Kind, prep: _Prepared, S: int, fp64: bool) -> An
     return round_terms_int(ns, terms, shift)
 
 
+def _crt_weights(moduli: Sequence[int]) -> tuple[int, list[list[float]], list[int], list[float]]:
+    """CRT weights ``W_i`` of *moduli* in 38-bit fixed-point parts: (M, W parts, M parts, 2**(38 j) / M)."""
+    M = math.prod(moduli)
+    W = [(M // m) * pow(M // m, -1, m) % M for m in moduli]
+    nparts = -(-M.bit_length() // _PART_BITS)
+    pmask = (1 << _PART_BITS) - 1
+    wparts = [[float((w >> (_PART_BITS * j)) & pmask) for w in W] for j in range(nparts)]
+    mparts = [(M >> (_PART_BITS * j)) & pmask for j in range(nparts)]
+    cs = [2.0 ** (_PART_BITS * j) / M for j in range(nparts)]
+    return M, wparts, mparts, cs
+
+
+def _crt_f64(ns: Any, res: Any, wmat: Any, mparts: Sequence[int], cs: Sequence[float]) -> list[Any]:
+    """Fixed-point parts ``D_j`` of ``C' = sum_i W_i r_i - q M`` from float32 residues (N, n), exact in float64."""
+    nparts = len(mparts)
+    T = wmat @ ns.astype(res, ns.float64)  # exact: |.| < 2**52
+    s = sum(T[j] * cs[j] for j in range(max(nparts - 3, 0), nparts))
+    q = ns.rint(s)
+    D = [T[j] - q * float(mparts[j]) for j in range(nparts)]  # exact: |.| < 2**53
+    # balanced carries (exact): afterwards |D_j| <= 2**37 below the top part, so the
+    # leading nonzero part carries the magnitude of C' and double-double loses nothing
+    unit = 2.0**_PART_BITS
+    for j in range(nparts - 1):
+        carry = ns.rint(D[j] * (1.0 / unit))
+        D[j] = D[j] - carry * unit
+        D[j + 1] = D[j + 1] + carry
+    return D
+
+
 def _run_ozaki2(ns: Any, kind: _Kind, prep: _Prepared, nmod: int, fp64: bool) -> Any:
     bits = _ozaki2_bits(nmod, prep.K)
     moduli = MODULI[:nmod]
@@ -467,46 +567,46 @@ def _run_ozaki2(ns: Any, kind: _Kind, prep: _Prepared, nmod: int, fp64: bool) ->
         p = np.float32(m)
         inv_p = np.float32(1.0 / m)
         acc = None
-        nblocks = 0
-        for k0 in range(0, K, _KBLOCK_RESIDUES):
+        for nb, k0 in enumerate(range(0, K, _KBLOCK_RESIDUES)):
             xb, yb = kind.block(ra[i], rb[i], k0, min(k0 + _KBLOCK_RESIDUES, K))
-            c = _sym_mod(ns, kind.contract(xb, yb), p, inv_p)
+            c = _sym_mod_owned(ns, kind.contract(xb, yb), p, inv_p)  # |c| <= p/2 + 2
             acc = c if acc is None else acc + c
-            nblocks += 1
+            if nb % (1 << 14) == (1 << 14) - 1:  # keep |acc| < 2**22
+                acc = _sym_mod_owned(ns, acc, p, inv_p)
         assert acc is not None
-        residues.append(_sym_mod(ns, acc, p, inv_p) if nblocks > 1 else acc)
+        # one block: |c| <= p/2 + 2 <= 130 is all the CRT needs; several: |acc| < 2**22
+        residues.append(acc if nb == 0 else _sym_mod_owned(ns, acc, p, inv_p))
     out_shape = tuple(residues[0].shape)
     size = math.prod(out_shape)
-    res = ns.reshape(ns.stack(residues, axis=0), (nmod, size))
-    # CRT: C' = sum_i W_i r_i - q M, with W_i in 38-bit fixed-point parts
-    M = math.prod(moduli)
-    W = [(M // m) * pow(M // m, -1, m) % M for m in moduli]
-    nparts = -(-M.bit_length() // _PART_BITS)
-    pmask = (1 << _PART_BITS) - 1
-    wparts = [[float((w >> (_PART_BITS * j)) & pmask) for w in W] for j in range(nparts)]
-    mparts = [(M >> (_PART_BITS * j)) & pmask for j in range(nparts)]
-    cs = [2.0 ** (_PART_BITS * j) / M for j in range(nparts)]
+    # CRT: C' = sum_i W_i r_i - q M, with W_i in 38-bit fixed-point parts (|r_i| <= 130)
+    _, wparts, mparts, cs = _crt_weights(moduli)
+    nparts = len(mparts)
     top = list(range(max(nparts - 3, 0), nparts))
+    shift = prep.shift - 2 * bits
     if fp64:
-        T = ns.asarray(wparts, dtype=ns.float64) @ ns.astype(res, ns.float64)  # exact: |.| < 2**52
-        s = sum(T[j] * cs[j] for j in top)
-        q = ns.rint(s)
-        D = [T[j] - q * float(mparts[j]) for j in range(nparts)]  # exact: |.| < 2**53
-        # balanced carries (exact): afterwards |D_j| <= 2**37 below the top part, so the
-        # leading nonzero part carries the magnitude of C' and double-double loses nothing
-        unit = 2.0**_PART_BITS
-        for j in range(nparts - 1):
-            carry = ns.rint(D[j] * (1.0 / unit))
-            D[j] = D[j] - carry * unit
-            D[j + 1] = D[j + 1] + carry
-        terms = [(ns.reshape(D[j], out_shape), _PART_BITS * j) for j in range(nparts)]
-        return _round_terms_f64(ns, terms, prep.shift - 2 * bits)
+        wmat = ns.asarray(wparts, dtype=ns.float64)
+        flat = [ns.reshape(r, (size,)) for r in residues]
+        if _is_jax(ns) or size <= _CRT_CHUNK:
+            D = _crt_f64(ns, ns.stack(flat, axis=0), wmat, mparts, cs)
+            terms = [(ns.reshape(D[j], out_shape), _PART_BITS * j) for j in range(nparts)]
+            return _round_terms_f64(ns, terms, shift)
+        # in column chunks: the float64 temporaries of the CRT and of the double-double
+        # sum stay in cache instead of streaming N + several result-sized arrays
+        sflat = ns.reshape(shift, (size,))
+        outs = []
+        for c0 in range(0, size, _CRT_CHUNK):
+            c1 = min(c0 + _CRT_CHUNK, size)
+            D = _crt_f64(ns, ns.stack([r[c0:c1] for r in flat], axis=0), wmat, mparts, cs)
+            terms = [(D[j], _PART_BITS * j) for j in range(nparts)]
+            outs.append(_round_terms_f64(ns, terms, sflat[c0:c1]))
+        return ns.reshape(ns.concat(outs, axis=0), out_shape)
+    res = ns.reshape(ns.stack(residues, axis=0), (nmod, size))
     Wi = ns.asarray([[int(v) for v in row] for row in wparts], dtype=ns.int64)
     T = ns.matmul(Wi, ns.astype(res, ns.int64))  # exact int64
     s32 = sum(ns.astype(T[j], ns.float32) * np.float32(cs[j]) for j in top if cs[j] > 2.0**-120)
     q = ns.astype(ns.rint(s32), ns.int64)
     iterms = [(ns.reshape(T[j] - q * mparts[j], out_shape), _PART_BITS * j) for j in range(nparts)]
-    return round_terms_int(ns, iterms, prep.shift - 2 * bits)
+    return round_terms_int(ns, iterms, shift)
 
 
 # --------------------------------------------------------------------------------------------
