@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 import time
 import uuid
@@ -99,9 +100,10 @@ def _make_stores() -> tuple[type, type]:
         "is there already a node?" probes are answered without a request.
         """
 
-        def __init__(self, store: Any) -> None:
+        def __init__(self, store: Any, meta_store: Any = None) -> None:
             super().__init__(store)
             self.held: dict[str, Any] = {}
+            self.meta_store = store if meta_store is None else meta_store
 
         async def set(self, key: str, value: Any) -> None:
             if key.rsplit("/", 1)[-1] == "zarr.json":
@@ -132,7 +134,7 @@ def _make_stores() -> tuple[type, type]:
 
         async def flush(self) -> None:
             for key, value in self.held.items():
-                await self._store.set(key, value)
+                await self.meta_store.set(key, value)
 
     class CheckedStore(WrapperStore[Any]):
         """A missing chunk of a complete hpcai version is damage, not a fill value."""
@@ -166,6 +168,31 @@ def _store_classes() -> tuple[type, type]:
     if _stores is None:
         _stores = _make_stores()
     return _stores
+
+
+def _staging_store(fs: EndpointFileSystem, vpath: str) -> Any:
+    """The store that receives a new version's chunks (its metadata goes through *fs*).
+
+    POSIX endpoints: a zarr ``LocalStore`` rooted at the version directory, created here
+    (``mkdir``, so never an existing path or link) under a parent checked to lie inside the
+    endpoint root. The directory is new and unreferenced until the pointer switch, and the
+    chunks are governed by the version's tags, so they skip the per-file checks and tags of
+    *fs*. Other endpoints: *fs* itself.
+    """
+    if fs._s.real_root is not None:
+        from zarr.storage import LocalStore
+
+        fname = "hpcai.storage.save"
+        full = fs._full(vpath, fname, follow=False)
+        parent = os.path.dirname(full)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            fs._inside_or_raise(os.path.realpath(parent), vpath, fname)  # as created, links resolved
+            os.mkdir(full)
+        except OSError as exc:
+            raise StorageError(f"{fname}: cannot create the new version {fs.endpoint.url_for(vpath)}: {exc}") from None
+        return LocalStore(full)
+    return _fsspec_store(fs, vpath, read_only=False)
 
 
 def _fsspec_store(fs: EndpointFileSystem, path: str, read_only: bool) -> Any:
@@ -351,7 +378,7 @@ async def _save_async(ep: Endpoint, rel: str, host: np.ndarray, tags: TagSet | N
     version = _new_version()
     vpath = f"{rel}/{version}"
     deferred_cls, _ = _store_classes()
-    store = deferred_cls(_fsspec_store(fs, vpath, read_only=False))
+    store = deferred_cls(_staging_store(fs, vpath), _fsspec_store(fs, vpath, read_only=False))
     attrs: dict[str, Any] = {"hpcai": {"tags": tags_to_json(tags), "dataset": url, "version": version, "complete": True}}
     try:
         arr = await za.create_array(
@@ -369,7 +396,7 @@ async def _save_async(ep: Endpoint, rel: str, host: np.ndarray, tags: TagSet | N
         await store.flush()
     except BaseException as exc:
         try:
-            await asyncio.wait_for(fs._rm(vpath, recursive=True), timeout=10)
+            await asyncio.wait_for(_remove_version(fs, vpath), timeout=10)
         except BaseException:  # best effort: the server may be gone; later saves remove stale versions
             pass
         head = prev.get("head") if prev else None
@@ -413,7 +440,19 @@ async def _collect_garbage(fs: EndpointFileSystem, rel: str, keep: set[str], com
         if age is None or name in keep:
             continue
         if name in committed or age > STALE_AFTER_SECONDS:
-            await fs._rm(f"{rel}/{name}", recursive=True)
+            await _remove_version(fs, f"{rel}/{name}")
+
+
+async def _remove_version(fs: EndpointFileSystem, vpath: str) -> None:
+    """Delete one version directory; on POSIX with one confined ``rmtree`` (never follows links)."""
+    if fs._s.real_root is not None:
+        import shutil
+
+        full = fs._full(vpath, "hpcai.storage.save", follow=False)
+        if not os.path.islink(full):
+            await asyncio.to_thread(shutil.rmtree, full)
+            return
+    await fs._rm(vpath, recursive=True)
 
 
 # --------------------------------------------------------------------------------------------

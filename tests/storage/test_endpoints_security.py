@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from hpcai.storage import S3Server, endpoints, filesystem, load, save, tags
 from hpcai.storage.testing import POLICY
@@ -129,6 +130,15 @@ def test_tags_are_in_zarr_attributes(tmp_path: Path) -> None:
     assert [c["name"] for c in array["codecs"]] == ["bytes", "zstd", "crc32c"]
 
 
+def test_posix_saves_replace_old_versions(tmp_path: Path) -> None:
+    xp.configure(data={"endpoints": {"x": {"url": f"file://{tmp_path}"}}})
+    versions = [save(xp.asarray([float(i)] * 4), "hpcai://x/a.zarr") for i in range(4)]
+    assert len(set(versions)) == 4
+    on_disk = {p.name for p in (tmp_path / "a.zarr").iterdir() if p.is_dir()}
+    assert versions[-1] in on_disk and versions[0] not in on_disk  # old versions are collected
+    np.testing.assert_array_equal(np.asarray(load("hpcai://x/a.zarr")), [3.0] * 4)
+
+
 # -- escaping the root ------------------------------------------------------------------------
 def test_symlinks_cannot_leave_a_posix_endpoint(tmp_path: Path) -> None:
     root, outside = tmp_path / "root", tmp_path / "outside"
@@ -146,6 +156,8 @@ def test_symlinks_cannot_leave_a_posix_endpoint(tmp_path: Path) -> None:
         fs.pipe_file("link/new.txt", b"x")
     with pytest.raises(PathEscapeError):
         save(xp.ones(2), "hpcai://x/link/a.zarr")
+    with pytest.raises(PathEscapeError):
+        save(xp.ones(2), "hpcai://x/link/deep/a.zarr")
     assert sorted(os.listdir(outside)) == ["secret.txt"]
     fs.pipe_file("ok/fine.txt", b"inside")  # a link that stays inside is fine
     assert (root / "inside" / "fine.txt").read_bytes() == b"inside"
