@@ -22,7 +22,6 @@ import numpy as np
 
 from . import _tags
 from ._array import _INT64_MAX, Array, _mismatch, _translate, _wide_int, _wrap
-from ._device import Device
 from ._dtypes import (
     _all_dtypes,
     _boolean_dtypes,
@@ -34,7 +33,7 @@ from ._dtypes import (
     _real_floating_dtypes,
     _real_numeric_dtypes,
 )
-from ._helpers import as_array, binary, check_dtype, unary
+from ._helpers import as_array, binary, binary_operands, check_dtype, unary
 from ._tags import TagSet
 from .errors import DTypeError, InvalidArgumentError
 
@@ -130,47 +129,6 @@ Real = Array | int | float
 # --------------------------------------------------------------------------------------------
 # private plumbing for the functions that correct backend results
 # --------------------------------------------------------------------------------------------
-def _operands(
-    fname: str, x1: Any, x2: Any, group: frozenset[np.dtype]
-) -> tuple[Any, Any, Device, TagSet | None]:
-    """Natives (or a Python scalar), device and united tags of a binary call, checked."""
-    c1 = x1.__class__ is Array
-    c2 = x2.__class__ is Array
-    if c1 and c2:
-        dev = x1._device
-        if x2._device is not dev:
-            raise _mismatch(f"xp.{fname}", dev, x2._device)
-        if x1._data.dtype not in group:
-            check_dtype(fname, x1, group, "x1")
-        if x2._data.dtype not in group:
-            check_dtype(fname, x2, group, "x2")
-        return x1._data, x2._data, dev, _tags.union(x1._tags, x2._tags)
-    if c1:
-        if isinstance(x2, np.generic) and not isinstance(x2, _SCALARS):
-            x2 = x2.item()
-        if isinstance(x2, _SCALARS):
-            if x1._data.dtype not in group:
-                check_dtype(fname, x1, group, "x1")
-            if x2.__class__ is int and x2 > _INT64_MAX:
-                x2 = _wide_int(x2, x1)
-            return x1._data, x2, x1._device, x1._tags
-        as_array(fname, x2)
-    elif c2:
-        if isinstance(x1, np.generic) and not isinstance(x1, _SCALARS):
-            x1 = x1.item()
-        if isinstance(x1, _SCALARS):
-            if x2._data.dtype not in group:
-                check_dtype(fname, x2, group, "x2")
-            if x1.__class__ is int and x1 > _INT64_MAX:
-                x1 = _wide_int(x1, x2)
-            return x1, x2._data, x2._device, x2._tags
-        as_array(fname, x1)
-    raise DTypeError(
-        f"xp.{fname}: expected hpcai Arrays (one of them may be a Python scalar), "
-        f"got {type(x1).__name__} and {type(x2).__name__}"
-    )
-
-
 _QUIRKS: dict[int, frozenset[str]] = {}
 
 
@@ -505,7 +463,7 @@ def floor_divide(x1: Real, x2: Real, /) -> Array:
     >>> xp.floor_divide(xp.asarray([7, -7]), 2)
     Array([ 3, -4], dtype=int64, device='numpy:cpu')
     """
-    a, b, dev, tags = _operands("floor_divide", x1, x2, _REAL_NUMERIC)
+    a, b, dev, tags = binary_operands("floor_divide", x1, x2, _REAL_NUMERIC)
     ns = dev._ns
     try:
         r = ns.floor_divide(a, b)
@@ -664,7 +622,7 @@ def pow(x1: Numeric, x2: Numeric, /) -> Array:
     >>> xp.pow(xp.asarray([1.0, 4.0]), 0.5)
     Array([1., 2.], dtype=float64, device='numpy:cpu')
     """
-    a, b, dev, tags = _operands("pow", x1, x2, _NUMERIC)
+    a, b, dev, tags = binary_operands("pow", x1, x2, _NUMERIC)
     ns = dev._ns
     if b.__class__ is int and b < 0 and a.__class__ not in _SCALARS and a.dtype.kind in "iu":
         raise InvalidArgumentError(_POW_NEGATIVE)
@@ -715,7 +673,7 @@ def remainder(x1: Real, x2: Real, /) -> Array:
     >>> xp.remainder(xp.asarray([7, -7]), 3)
     Array([1, 2], dtype=int64, device='numpy:cpu')
     """
-    a, b, dev, tags = _operands("remainder", x1, x2, _REAL_NUMERIC)
+    a, b, dev, tags = binary_operands("remainder", x1, x2, _REAL_NUMERIC)
     ns = dev._ns
     try:
         r = ns.remainder(a, b)

@@ -23,6 +23,7 @@ from .errors import DTypeError
 __all__ = [
     "as_array",
     "binary",
+    "binary_operands",
     "call",
     "check_dtype",
     "device_default_dtype",
@@ -121,6 +122,52 @@ def call(fname: str, x: Any, *args: Any, group: frozenset[np.dtype] | None = Non
         raise _translate(f"xp.{fname}", exc) from None
 
 
+def binary_operands(
+    fname: str, x1: Any, x2: Any, group: frozenset[np.dtype] | None = None
+) -> tuple[Any, Any, Device, TagSet | None]:
+    """Natives (or a Python scalar), common device and united tags of a binary call, checked.
+
+    One operand may be a Python scalar (NumPy scalars count as Python scalars); ints above
+    the int64 range become 0-d arrays of the other operand's dtype where they fit.
+    """
+    c1 = x1.__class__ is Array
+    c2 = x2.__class__ is Array
+    if c1 and c2:
+        dev = x1._device
+        if x2._device is not dev:
+            raise _mismatch(f"xp.{fname}", dev, x2._device)
+        if group is not None:
+            if x1._data.dtype not in group:
+                check_dtype(fname, x1, group, "x1")
+            if x2._data.dtype not in group:
+                check_dtype(fname, x2, group, "x2")
+        return x1._data, x2._data, dev, _tags.union(x1._tags, x2._tags)
+    if c1:
+        if isinstance(x2, np.generic) and not isinstance(x2, _SCALARS):
+            x2 = x2.item()
+        if isinstance(x2, _SCALARS):
+            if group is not None and x1._data.dtype not in group:
+                check_dtype(fname, x1, group, "x1")
+            if x2.__class__ is int and x2 > _INT64_MAX:
+                x2 = _wide_int(x2, x1)
+            return x1._data, x2, x1._device, x1._tags
+        as_array(fname, x2)
+    elif c2:
+        if isinstance(x1, np.generic) and not isinstance(x1, _SCALARS):
+            x1 = x1.item()
+        if isinstance(x1, _SCALARS):
+            if group is not None and x2._data.dtype not in group:
+                check_dtype(fname, x2, group, "x2")
+            if x1.__class__ is int and x1 > _INT64_MAX:
+                x1 = _wide_int(x1, x2)
+            return x1, x2._data, x2._device, x2._tags
+        as_array(fname, x1)
+    raise DTypeError(
+        f"xp.{fname}: expected hpcai Arrays (one of them may be a Python scalar), "
+        f"got {type(x1).__name__} and {type(x2).__name__}"
+    )
+
+
 def binary(
     fname: str,
     x1: Any,
@@ -129,47 +176,7 @@ def binary(
     **kwargs: Any,
 ) -> Array:
     """Apply a binary elementwise namespace function; one operand may be a Python scalar."""
-    c1 = x1.__class__ is Array
-    c2 = x2.__class__ is Array
-    if c1 and c2:
-        dev = x1._device
-        if x2._device is not dev:
-            raise _mismatch(f"xp.{fname}", dev, x2._device)
-        a, b = x1._data, x2._data
-        tags = _tags.union(x1._tags, x2._tags)
-        if group is not None:
-            if a.dtype not in group:
-                check_dtype(fname, x1, group, "x1")
-            if b.dtype not in group:
-                check_dtype(fname, x2, group, "x2")
-    elif c1 and isinstance(x2, _SCALARS):
-        dev, a, b, tags = x1._device, x1._data, x2, x1._tags
-        if group is not None and a.dtype not in group:
-            check_dtype(fname, x1, group, "x1")
-        if x2.__class__ is int and x2 > _INT64_MAX:
-            b = _wide_int(x2, x1)
-    elif c2 and isinstance(x1, _SCALARS):
-        dev, a, b, tags = x2._device, x1, x2._data, x2._tags
-        if group is not None and b.dtype not in group:
-            check_dtype(fname, x2, group, "x2")
-        if x1.__class__ is int and x1 > _INT64_MAX:
-            a = _wide_int(x1, x2)
-    else:
-        if isinstance(x1, np.generic) or isinstance(x2, np.generic):  # NumPy scalars act as Python scalars
-            return binary(
-                fname,
-                x1.item() if isinstance(x1, np.generic) else x1,
-                x2.item() if isinstance(x2, np.generic) else x2,
-                group,
-                **kwargs,
-            )
-        bad = x2 if c1 else x1
-        if c1 or c2:
-            as_array(fname, bad)
-        raise DTypeError(
-            f"xp.{fname}: expected hpcai Arrays (one of them may be a Python scalar), "
-            f"got {type(x1).__name__} and {type(x2).__name__}"
-        )
+    a, b, dev, tags = binary_operands(fname, x1, x2, group)
     try:
         r = getattr(dev._ns, fname)(a, b, **kwargs)
     except Exception as exc:
