@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import array_api_compat.numpy as compat_np
 import numpy as np
 
-from hpcai._config import parse_size
+from hpcai._config import format_size, parse_size
 from hpcai.errors import ConfigError, OutOfDeviceMemoryError, UnsupportedDtypeError
 
 from ._base import ALL_DTYPES, FP64_DTYPES, CostModel, DeviceSpec, location_attributes
@@ -148,8 +148,8 @@ class _Pool:
     def check(self, nbytes: int, device: str) -> None:
         if self.used + nbytes > self.capacity:
             raise OutOfDeviceMemoryError(
-                f"{device}: allocating {_fmt(nbytes)} exceeds capacity "
-                f"({_fmt(self.used)} of {_fmt(self.capacity)} in use); free arrays with `del`, "
+                f"{device}: allocating {format_size(nbytes)} exceeds capacity "
+                f"({format_size(self.used)} of {format_size(self.capacity)} in use); free arrays with `del`, "
                 "move some to another device, or raise `memory` for this device in the config"
             )
 
@@ -168,14 +168,6 @@ class _Pool:
         with self.lock:
             nbytes = self.live.pop(key, 0)
             self.used -= nbytes
-
-
-def _fmt(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return f"{n} B"
 
 
 def _root(arr: np.ndarray) -> np.ndarray:

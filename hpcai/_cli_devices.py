@@ -6,15 +6,7 @@ import argparse
 import json
 from typing import Any
 
-
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
+from ._config import format_size
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -68,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     table = [header]
     for r in rows:
         table.append(
-            (r["device"], r["backend"], r["kind"], _fmt_bytes(r["memory"]), _dtypes_summary(r["native_dtypes"]), r["status"])
+            (r["device"], r["backend"], r["kind"], format_size(r["memory"]), _dtypes_summary(r["native_dtypes"]), r["status"])
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:

@@ -8,18 +8,8 @@ import sys
 import time
 from typing import Any
 
+from ._config import format_size
 from .errors import InvalidArgumentError
-
-
-def _fmt_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
 
 
 def _fmt_tags(tags: Any) -> str:
@@ -59,7 +49,7 @@ class _Bar:
         rate = done / max(now - self.t0, 1e-9)
         self.stream.write(
             f"\r[{'#' * filled}{'-' * (self.width - filled)}] {frac * 100:5.1f}%  "
-            f"{_fmt_size(done)}/{_fmt_size(total)}  {_fmt_size(int(rate))}/s"
+            f"{format_size(done)}/{format_size(total)}  {format_size(int(rate))}/s"
         )
         self.stream.flush()
 
@@ -81,7 +71,7 @@ def run_ls(args: argparse.Namespace) -> int:
         return 0
     rows = [("kind", "size", "url") + (("tags",) if args.tags else ())]
     for e in entries:
-        rows.append((e.kind, _fmt_size(e.size), e.url) + ((_fmt_tags(e.tags),) if args.tags else ()))
+        rows.append((e.kind, format_size(e.size), e.url) + ((_fmt_tags(e.tags),) if args.tags else ()))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -99,8 +89,8 @@ def run_cp(args: argparse.Namespace) -> int:
         if bar is not None and bar.total:
             bar.finish()
     rate = result.nbytes / max(result.seconds, 1e-9)
-    print(f"copied {result.files} file(s), {_fmt_size(result.nbytes)} in {result.seconds:.2f} s "
-          f"({_fmt_size(int(rate))}/s) from {args.src} to {args.dst}")
+    print(f"copied {result.files} file(s), {format_size(result.nbytes)} in {result.seconds:.2f} s "
+          f"({format_size(int(rate))}/s) from {args.src} to {args.dst}")
     return 0
 
 

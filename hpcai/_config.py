@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "configure", "get_config", "parse_size"]
+__all__ = ["Config", "configure", "format_size", "get_config", "parse_size"]
 
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -60,6 +60,22 @@ def parse_size(value: object, *, where: str = "<value>", key: str = "size") -> i
     raise ConfigError(
         f"{where}: {key} must be a size like '8 GiB', '512 MB' or a number of bytes, got {value!r}"
     )
+
+
+def format_size(n: int | None) -> str:
+    """A byte count for people: ``"512 B"``, ``"1.5 MiB"``, ``"80.0 GiB"``; ``None`` gives ``"-"``.
+
+    >>> format_size(3 * 2**29)
+    '1.5 GiB'
+    """
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
 def _expect_table(value: Any, where: str, key: str) -> dict[str, Any]:
