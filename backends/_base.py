@@ -12,7 +12,15 @@ import numpy as np
 if TYPE_CHECKING:
     from hpcai._device import Device
 
-__all__ = ["ALL_DTYPES", "FP64_DTYPES", "Backend", "CostModel", "DeviceSpec", "location_attributes"]
+__all__ = [
+    "ALL_DTYPES",
+    "FP64_DTYPES",
+    "ML_DTYPES",
+    "Backend",
+    "CostModel",
+    "DeviceSpec",
+    "location_attributes",
+]
 
 #: Names of the standard dtypes (plus the extensions hpcai knows about).
 ALL_DTYPES: frozenset[str] = frozenset(
@@ -37,6 +45,8 @@ ALL_DTYPES: frozenset[str] = frozenset(
     }
 )
 FP64_DTYPES: frozenset[str] = frozenset({"float64", "complex128"})
+#: The ml_dtypes extensions: a backend whose library has no such dtypes leaves them out.
+ML_DTYPES: frozenset[str] = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 
 from hpcai.errors import InvalidArgumentError, UnknownDeviceError
 
-from ._base import ALL_DTYPES, DeviceSpec, location_attributes
+from ._base import ALL_DTYPES, ML_DTYPES, DeviceSpec, location_attributes
 
 if TYPE_CHECKING:
     from hpcai._device import Device
@@ -162,7 +162,8 @@ class CupyBackend:
                     kind="gpu",
                     index=i,
                     memory=int(props["totalGlobalMem"]),
-                    native_dtypes=ALL_DTYPES,
+                    # CuPy has no bfloat16/float8 dtypes (ml_dtypes' are NumPy-only)
+                    native_dtypes=ALL_DTYPES - ML_DTYPES,
                     attributes=location_attributes(config, name),
                     handle=cupy.cuda.Device(i),
                 )

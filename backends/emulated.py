@@ -46,14 +46,14 @@ import numpy as np
 from hpcai._config import format_size, parse_size
 from hpcai.errors import ConfigError, OutOfDeviceMemoryError, UnsupportedDtypeError
 
-from ._base import ALL_DTYPES, FP64_DTYPES, CostModel, DeviceSpec, location_attributes
+from ._base import ALL_DTYPES, FP64_DTYPES, ML_DTYPES, CostModel, DeviceSpec, location_attributes
 
 if TYPE_CHECKING:
     from hpcai._device import Device
 
 __all__ = ["PRESETS", "EmulatedBackend", "Preset"]
 
-_LOWP = frozenset({"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"})
+_LOWP = ML_DTYPES | {"float16"}
 
 _PCIE5_X16 = 64e9
 _LINK_LATENCY = 10e-6

@@ -40,6 +40,7 @@ from hpcai._array import Array
 from hpcai.errors import ArrayIndexError, InvalidArgumentError, UnknownDeviceError
 
 from ._base import ALL_DTYPES, FP64_DTYPES, DeviceSpec, location_attributes
+from ._jax_numpy import StandardJaxNumpy
 
 if TYPE_CHECKING:
     from hpcai._device import Device
@@ -51,6 +52,7 @@ __all__ = ["JaxBackend"]
 jax.config.update("jax_enable_x64", True)
 
 _JaxArray = jax.Array
+_NAMESPACE = StandardJaxNumpy()
 _device_put = jax.device_put
 _default_device = jax.default_device
 
@@ -294,8 +296,9 @@ class JaxBackend:
 
     # -- protocol -------------------------------------------------------------------------------
     def namespace(self, device: Device) -> Any:
-        # jax.numpy implements the 2024.12 standard itself (array-api-compat defers to it).
-        return jnp
+        # jax.numpy implements the 2024.12 standard itself (array-api-compat defers to it);
+        # the few special cases XLA and jax.numpy miss are corrected (see _jax_numpy).
+        return _NAMESPACE
 
     def adopt(self, device: Device, native: Any) -> Any:
         # Results of jax.numpy are JAX arrays already (or tracers inside jax.jit); other

@@ -314,7 +314,7 @@ class Array:
 
     def __truediv__(self, other: Array | Scalar, /) -> Array:
         """``self / other``, elementwise (see :func:`hpcai.divide`)."""
-        return self._binop(other, operator.truediv, "__truediv__")
+        return self._binop(other, self._device._ns.divide, "__truediv__")
 
     def __floordiv__(self, other: Array | Scalar, /) -> Array:
         """``self // other``, elementwise, with the standard's special cases (see :func:`hpcai.floor_divide`)."""
@@ -395,7 +395,7 @@ class Array:
 
     def __rtruediv__(self, other: Scalar, /) -> Array:
         """``other / self`` for a Python scalar ``other``."""
-        return self._rbinop(other, operator.truediv, "__rtruediv__")
+        return self._rbinop(other, self._device._ns.divide, "__rtruediv__")
 
     def __rfloordiv__(self, other: Scalar, /) -> Array:
         """``other // self`` for a Python scalar ``other``."""
@@ -451,7 +451,9 @@ class Array:
 
     def __itruediv__(self, other: Array | Scalar, /) -> Array:
         """``self /= other`` in place (dtype and shape of ``self`` are kept)."""
-        return self._ibinop(other, operator.itruediv, "__itruediv__")
+        if hasattr(self._data.__class__, "__itruediv__"):  # mutable natives divide in place
+            return self._ibinop(other, operator.itruediv, "__itruediv__")
+        return self._ibinop(other, self._device._ns.divide, "__itruediv__")
 
     def _inplace_via(self, other: Any, fname: str) -> Array:
         r = self._fn2(other, fname)
@@ -512,7 +514,7 @@ class Array:
 
     def __abs__(self) -> Array:
         """``abs(self)``, elementwise (see :func:`hpcai.abs`)."""
-        return self._unop(operator.abs, "__abs__")
+        return self._unop(self._device._ns.abs, "__abs__")
 
     def __invert__(self) -> Array:
         """``~self``, elementwise (see :func:`hpcai.bitwise_invert`)."""

@@ -9,6 +9,11 @@ Where a backend deviates from the standard's special cases (NumPy's and JAX's
 NumPy's ``pow`` with the exponent 0.5) the result is corrected with array operations of the
 same namespace. Which corrections a namespace needs is found once, by trying those special
 cases on it (:func:`_quirks`), so a backend that gets them right pays nothing.
+
+Deviations of one backend's compiler rather than of an array library (XLA's division by a
+broadcast divisor as a multiplication by its reciprocal, ``jax.numpy``'s complex special
+values) are corrected in that backend's namespace instead (``hpcai.backends._jax_numpy``),
+with traceable expressions that also hold inside ``xp.jit``.
 """
 
 from __future__ import annotations

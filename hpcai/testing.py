@@ -13,7 +13,10 @@ yields device names; every test then runs on every device::
 
 The suite checks what every backend must get right: creation on the device, operators,
 in-place updates, indexing, Python scalar conversion, explicit movement (and its log),
-device-mismatch errors, pickling and DLPack locality.
+device-mismatch errors, pickling and DLPack locality; and it sweeps every chapter of the
+standard once (all 67 elementwise functions, statistics, searching, sorting, sets,
+manipulation, linear algebra and FFT) against NumPy, on ``float32`` data, so that it runs
+on devices without FP64 as well.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import operator
 import pickle
 from typing import Any
 
+import array_api_compat.numpy as compat_np
 import numpy as np
 
 import hpcai as xp
@@ -33,6 +37,41 @@ __all__ = ["DeviceTests", "to_numpy"]
 def to_numpy(x: Any) -> np.ndarray:
     """Copy an hpcai Array from any device into a NumPy array (an explicit, logged move)."""
     return np.asarray(x.to_device("numpy:cpu"))
+
+
+#: The standard's elementwise functions by the inputs the sweep gives them.
+_UNARY_FLOAT = (
+    "abs", "acos", "acosh", "asin", "asinh", "atan", "atanh", "ceil", "cos", "cosh", "exp",
+    "expm1", "floor", "isfinite", "isinf", "isnan", "log", "log1p", "log2", "log10",
+    "negative", "positive", "reciprocal", "round", "sign", "signbit", "sin", "sinh",
+    "sqrt", "square", "tan", "tanh", "trunc",
+)  # fmt: skip
+_BINARY_FLOAT = (
+    "add", "atan2", "copysign", "divide", "equal", "floor_divide", "greater",
+    "greater_equal", "hypot", "less", "less_equal", "logaddexp", "maximum", "minimum",
+    "multiply", "nextafter", "not_equal", "pow", "remainder", "subtract",
+)  # fmt: skip
+_BINARY_INT = (
+    "bitwise_and", "bitwise_left_shift", "bitwise_or", "bitwise_right_shift", "bitwise_xor",
+)  # fmt: skip
+_BOOL = ("logical_and", "logical_not", "logical_or", "logical_xor")
+_COMPLEX = ("conj", "imag", "real")
+#: Every elementwise function of the 2024.12 standard: the sweep covers each once.
+ELEMENTWISE_FUNCTIONS = (
+    _UNARY_FLOAT + _BINARY_FLOAT + _BINARY_INT + _BOOL + _COMPLEX + ("bitwise_invert", "clip")
+)
+
+
+def _close(got: Any, want: Any, device: str, what: str) -> None:
+    """*got* (an hpcai Array) lives on *device* and matches NumPy's *want* to float32 accuracy."""
+    assert str(got.device) == device, f"{what}: result on {got.device}, inputs on {device}"
+    g = to_numpy(got)
+    w = np.asarray(want)
+    assert g.shape == w.shape, f"{what}: shape {g.shape}, NumPy gives {w.shape}"
+    if w.dtype.kind in "fc":
+        np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-7, err_msg=what)
+    else:
+        np.testing.assert_array_equal(g, w, err_msg=what)
 
 
 class DeviceTests:
@@ -67,6 +106,109 @@ class DeviceTests:
         np.testing.assert_allclose(to_numpy(2 * x - 1), 2 * a - 1, rtol=1e-6)
         np.testing.assert_allclose(to_numpy(-x), -a)
         np.testing.assert_allclose(to_numpy(abs(x)), abs(a))
+
+    def test_every_elementwise_function_matches_numpy(self, device: str) -> None:
+        a = np.array([0.125, 0.5, 0.75, 0.875], dtype=np.float32)  # inside every domain
+        b = np.array([1.5, 2.0, 0.5, 3.0], dtype=np.float32)
+        x = xp.asarray(a, device=device)
+        y = xp.asarray(b, device=device)
+        for name in _UNARY_FLOAT:
+            shift = 1.0 if name == "acosh" else 0.0  # acosh is defined from 1 up
+            xs = x + shift if shift else x
+            _close(getattr(xp, name)(xs), getattr(compat_np, name)(a + np.float32(shift)), device, name)
+        for name in _BINARY_FLOAT:
+            _close(getattr(xp, name)(x, y), getattr(compat_np, name)(a, b), device, name)
+        _close(xp.clip(x, 0.25, 0.8), np.clip(a, 0.25, 0.8), device, "clip")
+        i = np.array([1, 6, 255, 1024], dtype=np.int32)
+        j = np.array([3, 1, 2, 4], dtype=np.int32)
+        xi = xp.asarray(i, device=device)
+        xj = xp.asarray(j, device=device)
+        for name in _BINARY_INT:
+            _close(getattr(xp, name)(xi, xj), getattr(compat_np, name)(i, j), device, name)
+        _close(xp.bitwise_invert(xi), ~i, device, "bitwise_invert")
+        p = np.array([True, False, True, False])
+        q = np.array([True, True, False, False])
+        xb = xp.asarray(p, device=device)
+        yb = xp.asarray(q, device=device)
+        for name in _BOOL:
+            args = (p,) if name == "logical_not" else (p, q)
+            xargs = (xb,) if name == "logical_not" else (xb, yb)
+            _close(getattr(xp, name)(*xargs), getattr(compat_np, name)(*args), device, name)
+        if "complex64" in xp.resolve_device(device).native_dtypes:
+            c = (a + 1j * b).astype(np.complex64)
+            xc = xp.asarray(c, device=device)
+            for name in _COMPLEX:
+                _close(getattr(xp, name)(xc), getattr(compat_np, name)(c), device, name)
+
+    def test_statistics_searching_sorting_and_sets_match_numpy(self, device: str) -> None:
+        a = np.array([[3.0, -1.0, 2.0], [0.5, 4.0, 2.0]], dtype=np.float32)
+        x = xp.asarray(a, device=device)
+        for name in ("sum", "prod", "mean", "var", "std", "min", "max", "all", "any"):
+            f = getattr(xp, name)
+            ref = getattr(compat_np, name)
+            _close(f(x), ref(a), device, name)
+            _close(f(x, axis=1), ref(a, axis=1), device, f"{name}(axis=1)")
+        for name in ("cumulative_sum", "cumulative_prod"):
+            _close(getattr(xp, name)(x, axis=1), getattr(compat_np, name)(a, axis=1), device, name)
+        _close(xp.argmax(x, axis=0), np.argmax(a, axis=0), device, "argmax")
+        _close(xp.argmin(x), np.argmin(a), device, "argmin")
+        _close(xp.count_nonzero(x > 1), np.count_nonzero(a > 1), device, "count_nonzero")
+        _close(xp.diff(x, axis=1), np.diff(a, axis=1), device, "diff")
+        _close(xp.where(x > 1, x, -x), np.where(a > 1, a, -a), device, "where")
+        for got, want in zip(xp.nonzero(x > 1), np.nonzero(a > 1), strict=True):
+            _close(got, want, device, "nonzero")
+        _close(xp.sort(x, axis=1), np.sort(a, axis=1), device, "sort")
+        _close(xp.sort(x, descending=True), -np.sort(-a), device, "sort(descending)")
+        _close(xp.argsort(x, axis=1, stable=True), np.argsort(a, axis=1, kind="stable"), device, "argsort")
+        s = xp.sort(xp.reshape(x, (-1,)))
+        v = xp.asarray([2.0, 0.0, 5.0], device=device, dtype=xp.float32)
+        _close(xp.searchsorted(s, v), np.searchsorted(np.sort(a.ravel()), [2.0, 0.0, 5.0]), device, "searchsorted")
+        _close(xp.unique_values(x), np.unique(a), device, "unique_values")
+        values, counts = xp.unique_counts(x)
+        want_v, want_c = np.unique(a, return_counts=True)
+        _close(values, want_v, device, "unique_counts values")
+        _close(counts, want_c, device, "unique_counts counts")
+
+    def test_manipulation_matches_numpy(self, device: str) -> None:
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        x = xp.asarray(a, device=device)
+        cases = [
+            (xp.reshape(x, (3, 2)), a.reshape(3, 2), "reshape"),
+            (xp.permute_dims(x, (1, 0)), a.T, "permute_dims"),
+            (xp.concat([x, x], axis=0), np.concatenate([a, a]), "concat"),
+            (xp.stack([x, x], axis=1), np.stack([a, a], axis=1), "stack"),
+            (xp.flip(x, axis=1), a[:, ::-1], "flip"),
+            (xp.roll(x, 1, axis=1), np.roll(a, 1, axis=1), "roll"),
+            (xp.expand_dims(x, axis=0), a[None], "expand_dims"),
+            (xp.squeeze(xp.expand_dims(x, axis=0), axis=0), a, "squeeze"),
+            (xp.broadcast_to(x[0], (4, 3)), np.broadcast_to(a[0], (4, 3)), "broadcast_to"),
+            (xp.tile(x, (2, 1)), np.tile(a, (2, 1)), "tile"),
+            (xp.repeat(x, 2, axis=1), np.repeat(a, 2, axis=1), "repeat"),
+            (xp.moveaxis(x, 0, 1), np.moveaxis(a, 0, 1), "moveaxis"),
+            (xp.take(x, xp.asarray([2, 0], device=device), axis=1), a[:, [2, 0]], "take"),
+            (xp.astype(x, xp.int32), a.astype(np.int32), "astype"),
+        ]
+        for got, want, what in cases:
+            _close(got, want, device, what)
+        for got, want in zip(xp.meshgrid(x[0], x[1]), np.meshgrid(a[0], a[1]), strict=True):
+            _close(got, want, device, "meshgrid")
+
+    def test_linear_algebra_and_fft_match_numpy(self, device: str) -> None:
+        a = np.array([[2.0, 1.0], [1.0, 3.0]], dtype=np.float32)
+        v = np.array([1.0, -2.0], dtype=np.float32)
+        x = xp.asarray(a, device=device)
+        u = xp.asarray(v, device=device)
+        _close(xp.matmul(x, x), a @ a, device, "matmul")
+        _close(xp.tensordot(x, x, axes=1), np.tensordot(a, a, axes=1), device, "tensordot")
+        _close(xp.vecdot(x, u), a @ v, device, "vecdot")
+        _close(xp.matrix_transpose(x), a.T, device, "matrix_transpose")
+        _close(xp.linalg.outer(u, u), np.outer(v, v), device, "linalg.outer")
+        _close(xp.linalg.vector_norm(u), np.linalg.norm(v), device, "linalg.vector_norm")
+        if "complex64" in xp.resolve_device(device).native_dtypes:
+            s = np.array([1.0, 2.0, 0.5, -1.0], dtype=np.float32)
+            xs = xp.asarray(s, device=device)
+            _close(xp.fft.rfft(xs), np.fft.rfft(s), device, "fft.rfft")
+            _close(xp.fft.irfft(xp.fft.rfft(xs), n=4), s, device, "fft.irfft")
 
     def test_integer_bitwise_and_shifts(self, device: str) -> None:
         a = np.array([1, 6, 255, 1024], dtype=np.int32)

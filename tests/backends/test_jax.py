@@ -394,6 +394,83 @@ def test_inplace_cannot_change_dtype() -> None:
     np.testing.assert_array_equal(_host(x), [1, 2])
 
 
+# -- the standard's special cases where XLA and jax.numpy miss them ------------------------
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a).view(np.dtype(f"u{np.asarray(a).dtype.itemsize}"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_division_by_a_broadcast_divisor_is_correctly_rounded(dtype: str) -> None:
+    """XLA turns ``x / broadcast(y)`` into ``x * (1/y)``; every route of hpcai divides."""
+    rng = np.random.default_rng(7)
+    big = float(np.finfo(dtype).max)
+    a = np.concatenate([rng.standard_normal(500) * 1e3, [np.inf, -np.inf, big, -big]])
+    a = a.astype(dtype)
+    d = np.asarray([1.5, 3.0, 2.5, -7.0, 0.1], dtype=dtype)  # no quotient is subnormal
+    x = xp.asarray(a, device="jax:cpu:1")
+    for s in d.tolist():
+        want = a / np.asarray(s, dtype=dtype)
+        for got in (
+            x / s,  # operator, Python scalar
+            s * 0 + x / xp.asarray(s, dtype=x.dtype, device="jax:cpu:1"),  # 0-d divisor
+            xp.divide(x, s),
+            xp.divide(x, xp.asarray(np.full((1,), s, dtype=dtype), device="jax:cpu:1")),
+        ):
+            _on(got, "jax:cpu:1")
+            np.testing.assert_array_equal(_bits(_host(got)), _bits(want))
+        y = xp.asarray(a, device="jax:cpu:1")
+        y /= s
+        np.testing.assert_array_equal(_bits(_host(y)), _bits(want))
+    # column / row: both operands broadcast
+    col = xp.asarray(a.reshape(-1, 1), device="jax:cpu:1")
+    row = xp.asarray(d.reshape(1, -1), device="jax:cpu:1")
+    want = a.reshape(-1, 1) / d.reshape(1, -1)
+    np.testing.assert_array_equal(_bits(_host(col / row)), _bits(want))
+    # inf / huge is inf (not NaN), huge // huge is 1 (not 0)
+    assert float((xp.asarray([np.inf], dtype=x.dtype, device="jax:cpu:1") / big)[0]) == np.inf
+    assert float(xp.floor_divide(xp.asarray([big], dtype=x.dtype, device="jax:cpu:1"), big)[0]) == 1
+
+
+def test_corrected_functions_trace_under_jit_and_grad() -> None:
+    a = np.array([2.5, -3.0, 1e300, np.inf])
+    x = xp.asarray(a, device="jax:cpu:2", tags={"origin": "DE"})
+
+    @xp.jit
+    def f(t, z):
+        return t / 1.5, xp.sqrt(z), xp.exp(z), xp.log(z), abs(z)
+
+    z = xp.asarray(
+        np.array([complex(-0.0, -0.0), complex(np.inf, np.nan), complex(np.nan, -np.inf)]),
+        device="jax:cpu:2",
+    )
+    q, r, e, lg, m = f(x, z)
+    _on(q, "jax:cpu:2")
+    assert q.tags == x.tags
+    np.testing.assert_array_equal(_bits(_host(q)), _bits(a / 1.5))
+    r_h, e_h, lg_h, m_h = (_host(v) for v in (r, e, lg, m))
+    # sqrt(-0-0j) = +0-0j; sqrt(inf+nanj) = inf+nanj; sqrt(nan-infj) = inf-infj
+    assert np.signbit(r_h[0].imag) and not np.signbit(r_h[0].real)
+    assert r_h[1].real == np.inf and np.isnan(r_h[1].imag)
+    assert r_h[2] == complex(np.inf, -np.inf)
+    # exp(-0-0j) = 1-0j; exp(inf+nanj) = (±inf, nan)
+    assert e_h[0].real == 1.0 and e_h[0].imag == 0 and np.signbit(e_h[0].imag)
+    assert np.isinf(e_h[1].real) and np.isnan(e_h[1].imag)
+    # log and abs of a value with an infinite component: real part +inf beside NaN
+    assert lg_h[1].real == np.inf and lg_h[2].real == np.inf
+    assert m_h.tolist()[1:] == [np.inf, np.inf] and m_h[0] == 0
+    g = jax.grad(lambda t: xp.sum(t / 4.0)._data)(xp.asarray([1.0, 2.0], device="jax:cpu:2"))
+    np.testing.assert_array_equal(_host(g), [0.25, 0.25])
+
+
+def test_subnormals_flush_to_zero_on_jax_cpu() -> None:
+    """XLA on CPU flushes subnormals (the standard leaves them implementation-defined)."""
+    tiny = float(np.finfo(np.float64).smallest_normal)
+    x = xp.asarray([tiny], device="jax:cpu:0")
+    h = xp.asarray([tiny], device="numpy:cpu")
+    assert float((h / 4.0)[0]) == tiny / 4 != 0
+    assert float((x / 4.0)[0]) == 0.0
+
+
 # -- pickling -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", JAX_CPU)
 def test_pickle_round_trip_keeps_device_and_tags(name: str) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 import hpcai as xp
+from hpcai.testing import ELEMENTWISE_FUNCTIONS
 
 # the data module sits next to this file; tests are not a package (pytest --import-mode=importlib)
 _spec_path = Path(__file__).with_name("_spec_special_cases.py")
@@ -731,24 +732,16 @@ def test_every_elementwise_function_has_rules() -> None:
     }
     assert len(standard) == 67
     assert set(ELEMENTWISE) == standard
+    # and the device suite's sweep (hpcai.testing) calls each of them once
+    assert sorted(ELEMENTWISE_FUNCTIONS) == sorted(standard)
 
 
 #: Deviations of hpcai from the standard's special cases that are known and to be fixed.
 #: (function -> reason); each becomes a strict xfail, so a fix turns it into a failure to remove.
-#: A key "device:function" marks a deviation of one device only.
-_XLA_DIVIDE = (
-    "XLA on CPU divides by a scalar or broadcast divisor as x * (1/y): not correctly rounded, "
-    "and 1/huge flushes to zero, so huge/huge is 0 and inf/huge is NaN"
-)
-_JAX_COMPLEX = "jax.numpy misses complex special values (inf with a NaN component, signed zeros)"
-KNOWN_HPCAI_DEVIATIONS: dict[str, str] = {
-    "jax:cpu:0:divide": _XLA_DIVIDE,
-    "jax:cpu:0:floor_divide": _XLA_DIVIDE,
-    "jax:cpu:0:abs": _JAX_COMPLEX,
-    "jax:cpu:0:exp": _JAX_COMPLEX,
-    "jax:cpu:0:log": _JAX_COMPLEX,
-    "jax:cpu:0:sqrt": _JAX_COMPLEX,
-}
+#: A key "device:function" marks a deviation of one device only.  None are known today: the
+#: JAX backend corrects XLA's division by a broadcast divisor and jax.numpy's complex special
+#: values (backends/_jax_numpy.py), and subnormals flushed to zero are implementation-defined.
+KNOWN_HPCAI_DEVIATIONS: dict[str, str] = {}
 
 
 def _real_deviations(device: str, fname: str) -> list[str]:
@@ -794,18 +787,7 @@ def test_special_case_checker_detects_numpy_deviations() -> None:
     assert not sc.matches(-math.inf, sc.BINARY["floor_divide"](math.inf, 3.0), np.dtype("float64"))
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        pytest.param(
-            d,
-            marks=[pytest.mark.xfail(strict=True, reason=f"{_XLA_DIVIDE}; {_JAX_COMPLEX}")]
-            if d.startswith("jax:")
-            else [],
-        )
-        for d in DEVICES
-    ],
-)
+@pytest.mark.parametrize("device", DEVICES)
 def test_fewer_special_case_deviations_than_array_api_strict(device: str) -> None:
     ours = [d for f in ELEMENTWISE for d in _real_deviations(device, f)]
     flushed = [d for f in ELEMENTWISE for d in deviations(device, f) if d.endswith(FLUSHED)]
