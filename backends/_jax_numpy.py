@@ -39,8 +39,13 @@ _NAN = float("nan")
 
 def _needs_broadcast(x1: Any, x2: Any) -> bool:
     """Whether the divisor *x2* is smaller than the result (and XLA would rewrite)."""
-    s2 = jnp.shape(x2)
-    return s2 != jnp.shape(x1) and s2 != jnp.broadcast_shapes(jnp.shape(x1), s2)
+    s1 = getattr(x1, "shape", ())
+    s2 = getattr(x2, "shape", ())  # Python scalars are 0-d
+    if s1 == s2:
+        return False
+    if len(s1) > len(s2):
+        return True
+    return any(d2 == 1 and d1 != 1 for d1, d2 in zip(reversed(s1), reversed(s2), strict=False))
 
 
 def _full_divisor(x1: Any, x2: Any) -> Any:

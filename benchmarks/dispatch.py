@@ -64,6 +64,9 @@ def _cases(size: int, xmod: Any, rawmod: Any, raw_from: Callable[[np.ndarray], A
     i = size // 2
     return {
         "x + y": (lambda: block((x + y)._data), lambda: block(ra + rb)),
+        # on JAX, hpcai divides by a scalar where raw XLA multiplies by its reciprocal
+        "x / y": (lambda: block((x / y)._data), lambda: block(ra / rb)),
+        "x / 3.0": (lambda: block((x / 3.0)._data), lambda: block(ra / 3.0)),
         "sum(x)": (lambda: block(xmod.sum(x)._data), lambda: block(rawmod.sum(ra))),
         "x @ y": (lambda: block((mx @ my)._data), lambda: block(rm1 @ rm2)),
         "x[i]": (lambda: block(x[i]._data), lambda: block(ra[i])),
