@@ -12,6 +12,9 @@ so it works eagerly, inside ``jax.jit``/``xp.jit`` and under ``jax.grad`` alike.
   ``jax.lax.optimization_barrier``: XLA then sees a full-shaped divisor and divides.
   The cost is one divisor-sized buffer (the result's size) for that call; equal shapes
   take the direct path. ``floor_divide`` gets the same treatment.
+* **Placement.** ``jax.numpy`` answers ``isfinite`` and ``isinf`` of integer input, and
+  ``linalg.matrix_power(x, 0)``, with a constant that is not committed to the input's
+  device (it lands on JAX's default device); here it is.
 * **Complex special values** (C99 Annex G, as the standard specifies): ``abs`` of a value
   with an infinite component is ``+inf`` even if the other is NaN; ``log`` and ``sqrt``
   keep their infinities next to NaN; ``exp`` and ``sqrt`` keep the sign of a zero
@@ -129,30 +132,59 @@ def sqrt(x: Any, /) -> Any:
     return lax.complex(rr, ri)
 
 
-_CORRECTED = {
-    "divide": divide,
-    "floor_divide": floor_divide,
-    "abs": abs,
-    "exp": exp,
-    "log": log,
-    "sqrt": sqrt,
-}
+def isfinite(x: Any, /) -> Any:
+    """Whether each element is finite; integer and bool input gives all ``True`` on its device."""
+    if jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+        return jnp.isfinite(x)
+    return jnp.full_like(x, True, dtype=bool)  # jnp.isfinite's constant is not committed
 
 
-class StandardJaxNumpy:
-    """``jax.numpy`` with the corrections of this module; every other name is ``jax.numpy``'s.
+def isinf(x: Any, /) -> Any:
+    """Whether each element is infinite; integer and bool input gives all ``False`` on its device."""
+    if jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+        return jnp.isinf(x)
+    return jnp.full_like(x, False, dtype=bool)
 
-    Attributes are looked up in ``jax.numpy`` once and cached on the instance, so a call
-    costs what a call through ``jax.numpy`` costs.
-    """
 
-    def __init__(self) -> None:
-        self.__dict__.update(_CORRECTED)
+def matrix_power(x: Any, n: int, /) -> Any:
+    """``x**n``; ``n = 0`` gives identities on ``x``'s device (``jax.numpy``'s are not committed)."""
+    if n == 0:
+        return jnp.zeros_like(x) + jnp.eye(x.shape[-1], dtype=x.dtype)
+    return jnp.linalg.matrix_power(x, n)
+
+
+class _Corrected:
+    """A namespace that is *base* except for *corrections*; other names are looked up in
+    *base* once and cached on the instance, so a call costs what a call through *base* costs."""
+
+    def __init__(self, base: Any, corrections: dict[str, Any]) -> None:
+        self._base = base
+        self.__dict__.update(corrections)
 
     def __getattr__(self, name: str) -> Any:
-        attr = getattr(jnp, name)
+        attr = getattr(self._base, name)
         self.__dict__[name] = attr
         return attr
 
     def __repr__(self) -> str:
-        return "<jax.numpy with the standard's special cases>"
+        return f"<{self._base.__name__} with the standard's special cases>"
+
+
+class StandardJaxNumpy(_Corrected):
+    """``jax.numpy`` with the corrections of this module; every other name is ``jax.numpy``'s."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            jnp,
+            {
+                "divide": divide,
+                "floor_divide": floor_divide,
+                "abs": abs,
+                "exp": exp,
+                "log": log,
+                "sqrt": sqrt,
+                "isfinite": isfinite,
+                "isinf": isinf,
+                "linalg": _Corrected(jnp.linalg, {"matrix_power": matrix_power}),
+            },
+        )

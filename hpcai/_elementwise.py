@@ -189,8 +189,15 @@ def _probe(ns: Any) -> frozenset[str]:
 
 
 def _any(ns: Any, m: Any) -> bool:
-    """Whether any element of the bool array *m* is true."""
-    return bool(m.any()) if hasattr(m, "any") else bool(ns.any(m))
+    """Whether any element of the bool array *m* is true (a shortcut: nothing to correct).
+
+    Inside ``xp.jit`` *m* is traced and has no value yet: then the answer is ``True``, and
+    the correction is compiled into the program.
+    """
+    try:
+        return bool(m.any()) if hasattr(m, "any") else bool(ns.any(m))
+    except TypeError:  # jax.errors.ConcretizationTypeError: a traced value
+        return True
 
 
 def _isinf(ns: Any, v: Any) -> Any:

@@ -48,7 +48,19 @@ def _on_jax(arrays: list[Array]) -> bool:
     return True
 
 
-def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+def _committed(device: Any) -> Callable[[Any], Any]:
+    """A map over outputs that commits each Array's native array to *device* (no copy)."""
+    import jax
+
+    def commit(leaf: Any) -> Any:
+        if leaf.__class__ is Array and not leaf._data.committed:
+            leaf._data = jax.device_put(leaf._data, device)
+        return leaf
+
+    return commit
+
+
+def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any], Any], Any]:
     """``jax.jit`` of *f*: Arrays (their native leaves) are traced, everything else is static."""
     import jax
 
@@ -78,7 +90,7 @@ def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]
 
     jitted = jax.jit(traced, static_argnums=1)
 
-    def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(args: tuple[Any, ...], kwargs: dict[str, Any], device: Any) -> Any:
         leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
         dynamic: list[Any] = []
         consts: list[Any] = []
@@ -96,7 +108,11 @@ def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]
                         "as an array: xp.asarray(value, device=...)"
                     ) from None
                 consts.append(leaf)
-        return jitted(dynamic, (treedef, tuple(consts)))
+        # Outputs that do not depend on the inputs' values are constants, which JAX places,
+        # uncommitted, on its default device: make that the inputs' device, and commit them.
+        with jax.default_device(device):
+            out = jitted(dynamic, (treedef, tuple(consts)))
+        return jax.tree_util.tree_map(_committed(device), out, is_leaf=lambda o: o.__class__ is Array)
 
     return call
 
@@ -119,14 +135,15 @@ def jit(f: F, /) -> F:
     >>> axpy(2.0, x, x).device
     Device('jax:cpu:0')
     """
-    compiled: list[Callable[[tuple[Any, ...], dict[str, Any]], Any]] = []
+    compiled: list[Callable[[tuple[Any, ...], dict[str, Any], Any], Any]] = []
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _on_jax(_arrays_in(kwargs, _arrays_in(args, []))):
+        arrays = _arrays_in(kwargs, _arrays_in(args, []))
+        if not _on_jax(arrays):
             return f(*args, **kwargs)
         if not compiled:
             compiled.append(_compile(f))
-        return compiled[0](args, kwargs)
+        return compiled[0](args, kwargs, arrays[0]._device.spec.handle)
 
     return wrapper  # type: ignore[return-value]

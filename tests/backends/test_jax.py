@@ -124,6 +124,24 @@ def test_results_stay_on_the_device(name: str) -> None:
         np.testing.assert_allclose(_host(r), expected, rtol=1e-6, err_msg=op)
 
 
+@pytest.mark.parametrize("name", ["jax:cpu:3"])
+def test_constant_results_are_committed_to_the_device(name: str) -> None:
+    """Results that do not depend on the input's values (JAX makes them on its default
+    device, uncommitted) live on the input's device all the same, eagerly and under jit."""
+    i = xp.asarray(np.arange(6).reshape(2, 3), device=name)
+    m = xp.asarray(np.arange(4.0).reshape(2, 2), device=name)
+    cases = {
+        "isfinite(int)": (lambda: xp.isfinite(i), np.ones((2, 3), bool)),
+        "isinf(int)": (lambda: xp.isinf(i), np.zeros((2, 3), bool)),
+        "matrix_power(x, 0)": (lambda: xp.linalg.matrix_power(m, 0), np.eye(2)),
+        "jit constant": (lambda: xp.jit(lambda t: xp.isfinite(t))(i), np.ones((2, 3), bool)),
+    }
+    for what, (run, want) in cases.items():
+        r = run()
+        _on(r, name)
+        np.testing.assert_array_equal(_host(r), want, err_msg=what)
+
+
 # -- movement -------------------------------------------------------------------------------
 @pytest.mark.parametrize(("src", "dst"), [("jax:cpu:0", "jax:cpu:1"), ("jax:cpu:3", "jax:cpu:2")])
 def test_move_between_jax_devices_is_direct_and_recorded(src: str, dst: str) -> None:
@@ -460,6 +478,52 @@ def test_corrected_functions_trace_under_jit_and_grad() -> None:
     assert m_h.tolist()[1:] == [np.inf, np.inf] and m_h[0] == 0
     g = jax.grad(lambda t: xp.sum(t / 4.0)._data)(xp.asarray([1.0, 2.0], device="jax:cpu:2"))
     np.testing.assert_array_equal(_host(g), [0.25, 0.25])
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal values, NaN where NaN, and the same sign of zero (component-wise for complex)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind == "c":
+        return _same(a.real.copy(), b.real.copy()) and _same(a.imag.copy(), b.imag.copy())
+    if a.dtype.kind == "f":
+        return bool(np.all((a == b) & (np.signbit(a) == np.signbit(b)) | np.isnan(a) & np.isnan(b)))
+    return bool(np.all(a == b))
+
+
+def test_every_elementwise_function_traces_with_its_corrections() -> None:
+    """Under xp.jit every elementwise function gives what it gives eagerly, special values
+    included: the corrections of hpcai and of the JAX namespace are traceable."""
+    from hpcai.testing import ELEMENTWISE_FUNCTIONS
+
+    sv = [0.0, -0.0, 0.5, -1.5, 2.0, np.inf, -np.inf, np.nan]
+    f1 = np.array(sv * len(sv))
+    f2 = np.repeat(sv, len(sv))
+    dev = "jax:cpu:3"
+    inputs = {
+        "f": (xp.asarray(f1, device=dev), xp.asarray(f2, device=dev)),
+        "c": (xp.asarray(f1 + 1j * f2, device=dev), xp.asarray(f2 - 1j * f1, device=dev)),
+        "i": (xp.asarray(np.arange(-8, 8), device=dev), xp.asarray(np.arange(16) % 5 + 1, device=dev)),
+        "b": (xp.asarray(np.arange(16) % 2 == 0, device=dev), xp.asarray(np.arange(16) % 3 == 0, device=dev)),
+    }
+    checked = set()
+    for name in ELEMENTWISE_FUNCTIONS:
+        f = getattr(xp, name)
+        for kind, (a, b) in inputs.items():
+            for args in ((a,), (a, b), (a, 2), (a, -1.0, 1.0)):
+                if kind == "i" and name.startswith("bitwise_") and name.endswith("shift"):
+                    args = (xp.abs(a), b) if len(args) == 2 else args
+                try:
+                    with np.errstate(all="ignore"):
+                        eager = f(*args)
+                except Exception:
+                    continue
+                _on(eager, dev)
+                traced = xp.jit(f)(*args)
+                _on(traced, dev)
+                assert _same(_host(traced), _host(eager)), f"{name}{kind}{len(args)}: jit differs"
+                checked.add(name)
+    assert checked == set(ELEMENTWISE_FUNCTIONS)
 
 
 def test_subnormals_flush_to_zero_on_jax_cpu() -> None:
