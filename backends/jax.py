@@ -21,6 +21,11 @@ Semantics worth knowing:
 * **Pytrees.** hpcai Arrays are registered as JAX pytrees (leaf: the native array; aux
   data: device and tags), so ``jax.jit``, ``jax.grad`` and ``jax.tree_util`` accept them
   and give back Arrays on the same device with the same tags; ``xp.jit`` builds on this.
+* **Special cases.** Results follow the standard's special cases as on NumPy: XLA's
+  division by a broadcast divisor (computed as a multiplication by the reciprocal) and
+  ``jax.numpy``'s complex special values are corrected in the namespace this backend
+  computes through (``_jax_numpy.StandardJaxNumpy``). XLA on CPU flushes subnormal results
+  to zero; the standard leaves subnormals to the implementation.
 * **DLPack.** Every JAX CPU device reports ``(kDLCPU, 0)``: DLPack cannot tell the
   virtual CPU devices apart, so hpcai takes locality from its own device, never from DLPack.
 """
