@@ -25,6 +25,8 @@ import importlib.util
 import inspect
 import math
 import operator
+import os
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Collection
@@ -52,6 +54,7 @@ DEVICES = ["numpy:cpu", "emulated:0"]
 if "jax:cpu:0" in {str(d) for d in xp.all_devices()}:
     DEVICES.append("jax:cpu:0")
 STRICT = "array_api_strict"
+DEFAULT = "default"
 
 #: Names array_api_strict exports that are not part of the standard's namespace.
 STRICT_ONLY = {
@@ -465,13 +468,17 @@ class _Impl:
     """One implementation under test: array_api_strict, or hpcai on one device."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
         self.ns: Any = strict if name == STRICT else xp
+        # DEFAULT: arrays made without device=, on the device HPCAI_DEVICE or config names
+        self.device = None if name == DEFAULT else name
+        self.name = str(xp.__array_namespace_info__().default_device()) if name == DEFAULT else name
 
     def asarray(self, values: np.ndarray) -> Any:
         if self.name == STRICT:
             return strict.asarray(values)
-        return xp.asarray(values, device=self.name)
+        if self.device is None:  # a NumPy array would stay on the host: pass Python values
+            return xp.asarray(values.tolist(), dtype=values.dtype)
+        return xp.asarray(values, device=self.device)
 
     def to_numpy(self, r: Any) -> np.ndarray:
         if self.name == STRICT:
@@ -747,7 +754,8 @@ KNOWN_HPCAI_DEVIATIONS: dict[str, str] = {}
 def _real_deviations(device: str, fname: str) -> list[str]:
     """Deviations of hpcai on *device*, less JAX's subnormals flushed to zero (counted apart)."""
     devs = deviations(device, fname)
-    if device.startswith("jax:"):
+    name = _Impl(device).name
+    if name.startswith("jax:"):
         return [d for d in devs if not d.endswith(FLUSHED)]
     return list(devs)
 
@@ -801,6 +809,36 @@ def test_fewer_special_case_deviations_than_array_api_strict(device: str) -> Non
     for d in ours[:40]:
         print("  hpcai: ", d)
     assert len(ours) < len(ref) or (len(ours) == 0 and len(ref) == 0)
+
+
+@pytest.mark.skipif("jax:cpu:0" not in DEVICES, reason="needs JAX")
+def test_special_cases_with_hpcai_device_set_to_jax(tmp_path: Path) -> None:
+    """The acceptance setting itself: ``HPCAI_DEVICE=jax:cpu:0``, arrays made without
+    ``device=``. Checked for the functions the JAX backend corrects (every function is
+    checked on ``jax:cpu:0`` named explicitly above)."""
+    script = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("conformance", {str(Path(__file__))!r})
+mod = importlib.util.module_from_spec(spec)
+sys.modules["conformance"] = mod
+spec.loader.exec_module(mod)
+impl = mod._Impl(mod.DEFAULT)
+assert impl.name == "jax:cpu:0", impl.name
+names = ["abs", "divide", "exp", "floor_divide", "isfinite", "isinf", "log", "sqrt"]
+real = [d for f in names for d in mod._real_deviations(mod.DEFAULT, f)]
+flushed = [d for f in names for d in mod.deviations(mod.DEFAULT, f) if d.endswith(mod.FLUSHED)]
+print(len(real), len(flushed))
+for d in real[:20]:
+    print(d)
+"""
+    env = dict(os.environ, HPCAI_DEVICE="jax:cpu:0", JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    real, flushed = (int(v) for v in out.stdout.split("\n")[0].split())
+    assert real == 0, out.stdout
+    assert flushed > 0  # the checker did reach JAX: its subnormals are flushed
 
 
 # --------------------------------------------------------------------------------------------
