@@ -167,9 +167,10 @@ _set_jit = jax.jit(_set, static_argnums=(1,))
 # --------------------------------------------------------------------------------------------
 #: XLA's CPU client adopts (aliases) host buffers aligned to this many bytes.
 _XLA_ALIGN = 64
-#: From this size on, a NumPy copy that XLA adopts beats XLA's own host copy on CPU
-#: devices (NumPy backs large arrays with huge pages; measured on jax 0.10: XLA's copy
-#: drops from ~20 GB/s at 16 MiB to ~2 GB/s from 32 MiB, NumPy's stays at 8-10 GB/s).
+#: From this size on, a move between JAX CPU devices is one NumPy copy that XLA adopts
+#: rather than XLA's own copy (measured on jax 0.10 with 4 virtual CPU devices: XLA's
+#: copy runs at ~20 GB/s up to 16 MiB and drops to ~2 GB/s from 32 MiB, where NumPy's
+#: stays at 8-10 GB/s; below, the two are within noise of each other).
 _ADOPT_MIN_BYTES = 32 * 2**20
 
 
@@ -195,19 +196,20 @@ def _put_host(host: np.ndarray, device: Device) -> Any:
 
     ``jax.device_put`` of a NumPy array on a CPU device *aliases* the array when its
     buffer is 64-byte aligned (``may_alias=False`` does not prevent it), so a later write
-    through NumPy would change the "immutable" JAX array. On CPU devices hpcai therefore
-    checks for aliasing and, where it happened or the array is large, makes one private
-    copy that XLA adopts (also the faster path for large arrays). Accelerators get
-    ``jax.device_put`` (a host-to-device copy). Returns once the copy is complete.
+    through NumPy would change the "immutable" JAX array. On CPU devices an aligned or
+    large array is therefore copied once into a private aligned buffer that XLA adopts
+    (for large arrays also the faster copy); other arrays are copied by XLA itself, and
+    checked. Accelerators get ``jax.device_put`` (a host-to-device copy). Returns once the
+    copy is complete.
     """
     d = device.spec.handle
     out: Any
     if device.spec.kind == "cpu" and host.dtype.kind != "O":
-        if host.nbytes >= _ADOPT_MIN_BYTES:
+        if host.nbytes >= _ADOPT_MIN_BYTES or host.ctypes.data % _XLA_ALIGN == 0:
             out = _device_put(_private_copy(host), d)
         else:
             out = _device_put(host, d)
-            if _aliases(out, host):
+            if _aliases(out, host):  # not expected for unaligned memory; never allowed
                 out = _device_put(_private_copy(host), d)
     else:
         out = _device_put(host, d)

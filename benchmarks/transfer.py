@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cases = _cases(x0, a0, x_host, host, d0, d1)
         raw_aliases = jax.device_put(host, d0).unsafe_buffer_pointer() == host.ctypes.data
-        repeat = max(args.repeat, 256 // mib)  # small moves are quick: sample them more
+        repeat = max(args.repeat, 512 // mib)  # small moves are quick: sample them more
         for label, hp, raw in cases:
             t_hp, t_raw = compare(hp, raw, repeat)
             ratio = t_raw / t_hp

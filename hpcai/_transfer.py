@@ -196,9 +196,10 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
         out = dst._backend.from_host(host, dst, copy=not src.is_host, **dst_kw)
         if src.is_host and dst.is_host:
             path = "zero-copy"
-    wall = time.perf_counter() - t0
-    modelled = src.spec.cost.transfer_seconds(nbytes) + dst.spec.cost.transfer_seconds(nbytes)
-    _record(Transfer(src.spec.name, dst.spec.name, nbytes, wall, modelled, path, op))
+    if _active.get():  # a record is made only for an open xp.transfers() block
+        wall = time.perf_counter() - t0
+        modelled = src.spec.cost.transfer_seconds(nbytes) + dst.spec.cost.transfer_seconds(nbytes)
+        _record(Transfer(src.spec.name, dst.spec.name, nbytes, wall, modelled, path, op))
     return _wrap(out, dst, x._tags)
 
 
