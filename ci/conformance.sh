@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Python Array API 2024.12 conformance: runs the official suite
-# (data-apis/array-api-tests) against hpcai on numpy:cpu and on emulated:0, and
+# (data-apis/array-api-tests) against hpcai on numpy:cpu, emulated:0 and jax:cpu:0, and
 # against array_api_strict (the reference implementation) for comparison, then
 # prints the failures per test module for each target.
 #
@@ -19,7 +19,8 @@
 #   MAX_EXAMPLES           hypothesis examples per test (default: 50)
 #   HYPOTHESIS_SEED        seed shared by every target so all see the same examples (default: 0)
 #   CONFORMANCE_TARGETS    space-separated targets (default:
-#                          "array_api_strict hpcai@numpy:cpu hpcai@emulated:0");
+#                          "array_api_strict hpcai@numpy:cpu hpcai@emulated:0 hpcai@jax:cpu:0";
+#                          the JAX target only where JAX imports);
 #                          a target is MODULE or MODULE@HPCAI_DEVICE
 #   CONFORMANCE_OUT        folder for the JUnit XML, logs and report
 #                          (default: ./conformance-out)
@@ -64,7 +65,11 @@ fi
 py="${PYTHON:-python3}"
 max_examples="${MAX_EXAMPLES:-50}"
 seed="${HYPOTHESIS_SEED:-0}"
-targets="${CONFORMANCE_TARGETS:-array_api_strict hpcai@numpy:cpu hpcai@emulated:0}"
+default_targets="array_api_strict hpcai@numpy:cpu hpcai@emulated:0"
+if "$py" -c "import jax" 2>/dev/null; then
+    default_targets="$default_targets hpcai@jax:cpu:0"
+fi
+targets="${CONFORMANCE_TARGETS:-$default_targets}"
 out="$(mkdir -p "${CONFORMANCE_OUT:-conformance-out}" && cd "${CONFORMANCE_OUT:-conformance-out}" && pwd)"
 skips="${CONFORMANCE_SKIPS:-$here/conformance-skips.txt}"
 
