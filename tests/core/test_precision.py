@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from fractions import Fraction
 
 import array_api_compat.numpy as cnp
@@ -484,11 +485,26 @@ def test_profile_ranks_the_operation_that_loses_accuracy():
     assert {r["op"] for r in rep.rows} == {"linalg.solve", "multiply", "add"}
     assert "test_precision.py" in rep.rows[0]["site"]
     assert "norm-wise err" in str(rep)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="matplotlib"):
-            rep.plot()
+
+
+def test_profile_plot_saves_one_bar_per_call_site(tmp_path, monkeypatch):
+    def f(a, b):
+        return xp.linalg.solve(a, b) * 2.0 + b
+
+    hilbert = xp.asarray([[1.0 / (i + j + 1) for j in range(5)] for i in range(5)])
+    rep = xp.precision.profile(f, hilbert, xp.asarray([1.0, 2.0, 3.0, 4.0, 5.0]))
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "profile.png"
+    fig = rep.plot(str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (ax,) = fig.axes
+    widths = sorted(p.get_width() for p in ax.patches)
+    assert len(widths) == len(rep.rows) == 3
+    assert widths == pytest.approx(sorted(r["normwise"] for r in rep.rows))
+    assert ax.get_xscale() == "log"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were missing
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        rep.plot()
 
 
 def test_compare_rejects_unknown_precisions():
