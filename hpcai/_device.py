@@ -37,6 +37,10 @@ class Device:
     _adopt: Any
 
     def __init__(self, spec: DeviceSpec, backend: Backend) -> None:
+        self._refresh(spec, backend)
+
+    def _refresh(self, spec: DeviceSpec, backend: Backend) -> None:
+        """Take the device's current description (after ``xp.configure``), keeping its identity."""
         object.__setattr__(self, "spec", spec)
         object.__setattr__(self, "_backend", backend)
         object.__setattr__(self, "_ns", None)
@@ -107,6 +111,9 @@ DeviceLike: TypeAlias = Device | str
 
 _lock = threading.RLock()
 _table: dict[str, Device] | None = None
+#: Every Device ever made, by name: a device keeps its object across ``xp.configure`` (its
+#: description is refreshed in place), so arrays made before and after still combine.
+_interned: dict[str, Device] = {}
 _unavailable: dict[str, str] = {}
 _default: Device | None = None
 
@@ -135,7 +142,12 @@ def _build_table() -> dict[str, Device]:
             _unavailable[name] = f"{name}: {why} ({backend.install_hint})"
             continue
         for spec in backend.device_specs(cfg.data):
-            table[spec.name] = Device(spec, backend)
+            dev = _interned.get(spec.name)
+            if dev is None:
+                dev = _interned[spec.name] = Device(spec, backend)
+            else:
+                dev._refresh(spec, backend)
+            table[spec.name] = dev
     # Config entries naming devices that no backend provides are an error, not ignored.
     for name in dev_cfg:
         if name not in table and name.split(":", 1)[0] not in _unavailable:

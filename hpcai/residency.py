@@ -834,8 +834,8 @@ class Policy:
     def decide_device(self, op: str, tags: TagSet | None, device: Device) -> Decision:
         """:meth:`decide` for a device, with its attributes from the active configuration.
 
-        Arrays made before a ``configure`` still hold the Device object of their time;
-        the attributes used are always those the device has now.
+        The attributes used are those the device has in the active configuration (a
+        device that is no longer configured keeps those it had).
         """
         name = device.spec.name
         key = (op, tags, name)

@@ -341,3 +341,17 @@ def test_info_default_device_follows_environment(tmp_path) -> None:
     env = dict(os.environ, HPCAI_DEVICE="emulated:1")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["emulated:1", "float64"]
+
+
+def test_devices_keep_their_identity_across_configure(config) -> None:
+    """Arrays made before ``xp.configure`` combine with arrays made after it: a device keeps
+    its object, and its description (preset, dtypes, attributes) is the new one."""
+    before = xp.asarray([1.0, 2.0], device="emulated:1", dtype=xp.float32)
+    dev = before.device
+    assert "float64" in dev.native_dtypes
+    config('[devices."emulated:1"]\npreset = "gaudi3"\n[devices."emulated:1".attributes]\ncountry = "DE"\n')
+    after = xp.asarray([3.0, 4.0], device="emulated:1", dtype=xp.float32)
+    assert after.device is dev and xp.resolve_device("emulated:1") is dev
+    assert "float64" not in dev.native_dtypes  # now a gaudi3
+    assert dev.attributes.get("country") == "DE"
+    np.testing.assert_array_equal(np.asarray((before + after).to_device("numpy:cpu")), [4.0, 6.0])
