@@ -24,44 +24,9 @@ import time
 import numpy as np
 
 import hpcai as xp
+from hpcai.testing import exact_matmul, phi_matrix
 
 U = 2.0**-53
-
-
-def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Correctly rounded ``a @ b`` from exact 18-bit slice products and math.fsum."""
-    w = 18
-
-    def split(x: np.ndarray, axis: int) -> tuple[list[tuple[np.ndarray, int]], np.ndarray]:
-        nz = np.where(x != 0, np.abs(x), np.inf)
-        mn = np.min(nz, axis=axis, keepdims=True)
-        _, emin = np.frexp(np.where(np.isfinite(mn), mn, 1.0))
-        _, emax = np.frexp(np.max(np.abs(x), axis=axis, keepdims=True))
-        shift = 53 - emin
-        rem = np.ldexp(x, shift)
-        n = -(-(int(np.max(emax - emin)) + 54) // w)
-        parts = []
-        for d in range(n - 1, -1, -1):
-            t = np.trunc(rem / 2.0 ** (w * d))
-            parts.append((t, d))
-            rem = rem - t * 2.0 ** (w * d)
-        assert not np.any(rem), "slicing must be exact"
-        return parts, shift
-
-    pa, sa = split(a, 1)
-    pb, sb = split(b, 0)
-    assert a.shape[1] * 2.0 ** (2 * w) * len(pa) * len(pb) < 2.0**53
-    levels: dict[int, np.ndarray] = {}
-    for ta, da in pa:
-        for tb, db in pb:
-            levels[da + db] = levels.get(da + db, 0) + ta @ tb
-    keys = sorted(levels)
-    scale = -sa.astype(np.int64) - sb.astype(np.int64)  # (m, n)
-    stack = [
-        np.ldexp(levels[k], scale + w * k) for k in keys
-    ]  # exact: integers scaled by powers of 2
-    flat = np.stack([s.ravel() for s in stack], axis=1).tolist()
-    return np.array([math.fsum(row) for row in flat]).reshape(a.shape[0], b.shape[1])
 
 
 def timed(fn, repeat: int) -> float:
@@ -95,8 +60,8 @@ def main() -> None:
     print("-" * len(head))
     for n in args.n:
         for phi in args.phi:
-            a = (rng.random((n, n)) - 0.5) * np.exp(phi * rng.standard_normal((n, n)))
-            b = (rng.random((n, n)) - 0.5) * np.exp(phi * rng.standard_normal((n, n)))
+            a = phi_matrix(rng, (n, n), phi)
+            b = phi_matrix(rng, (n, n), phi)
             ref = exact_matmul(a, b)
             absab = np.abs(a) @ np.abs(b)
             A, B = xp.asarray(a), xp.asarray(b)

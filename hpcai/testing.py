@@ -21,6 +21,7 @@ on devices without FP64 as well.
 
 from __future__ import annotations
 
+import math
 import operator
 import pickle
 from typing import Any
@@ -29,14 +30,74 @@ import array_api_compat.numpy as compat_np
 import numpy as np
 
 import hpcai as xp
-from hpcai.errors import DeviceMismatchError, TransferForbiddenError
+from hpcai.errors import DeviceMismatchError, InvalidArgumentError, TransferForbiddenError
 
-__all__ = ["DeviceTests", "to_numpy"]
+__all__ = ["DeviceTests", "exact_matmul", "phi_matrix", "to_numpy"]
 
 
 def to_numpy(x: Any) -> np.ndarray:
     """Copy an hpcai Array from any device into a NumPy array (an explicit, logged move)."""
     return np.asarray(x.to_device("numpy:cpu"))
+
+
+def phi_matrix(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.ndarray:
+    """Test input ``(U - 0.5) * exp(phi * N(0, 1))`` (U uniform, N normal): *phi* sets how
+    widely the magnitudes spread (0: within a factor of ~2; 4: over many decades), the
+    usual way to stress FP64 emulation."""
+    return (rng.random(shape) - 0.5) * np.exp(phi * rng.standard_normal(shape))
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of two finite float64 matrices, correctly rounded: the FP64 baseline that
+    reduced- and emulated-precision products are measured against.
+
+    Each row of *a* and column of *b* is scaled by a power of two to integers and cut
+    into 18-bit float64 slices; every slice product is an exact DGEMM (its sums stay below
+    2**53), and the levels are added per entry with :func:`math.fsum` (exactly rounded).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise InvalidArgumentError(
+            f"exact_matmul: expected matrices (m, k) and (k, n), got shapes {a.shape} and {b.shape}"
+        )
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise InvalidArgumentError("exact_matmul: the inputs must be finite (no inf or NaN)")
+    w = 18
+
+    def split(x: np.ndarray, axis: int) -> tuple[list[tuple[np.ndarray, int]], np.ndarray]:
+        nz = np.where(x != 0, np.abs(x), np.inf)
+        mn = np.min(nz, axis=axis, keepdims=True)
+        _, emin = np.frexp(np.where(np.isfinite(mn), mn, 1.0))
+        _, emax = np.frexp(np.max(np.abs(x), axis=axis, keepdims=True))
+        shift = 53 - emin  # x * 2**shift is an integer
+        rem = np.ldexp(x, shift)
+        n = -(-(int(np.max(emax - emin)) + 54) // w)
+        parts = []
+        for d in range(n - 1, -1, -1):
+            t = np.trunc(rem / 2.0 ** (w * d))
+            parts.append((t, d))
+            rem = rem - t * 2.0 ** (w * d)
+        if np.any(rem):  # cannot happen for finite float64 input: the slicing is exact
+            raise ArithmeticError("exact_matmul: the slices do not add up to the input")
+        return parts, shift
+
+    pa, sa = split(a, 1)
+    pb, sb = split(b, 0)
+    if a.shape[1] * 2.0 ** (2 * w) * len(pa) * len(pb) >= 2.0**53:
+        raise InvalidArgumentError(
+            f"exact_matmul: k = {a.shape[1]} with {len(pa)} x {len(pb)} slices is too large "
+            "for exact slice products"
+        )
+    levels: dict[int, np.ndarray] = {}
+    for ta, da in pa:
+        for tb, db in pb:
+            levels[da + db] = levels.get(da + db, 0) + ta @ tb
+    scale = -sa.astype(np.int64) - sb.astype(np.int64)  # (m, n)
+    # exact: integers below 2**53 scaled by powers of two
+    terms = np.stack([np.ldexp(levels[k], scale + w * k).ravel() for k in sorted(levels)], axis=1)
+    out = np.array([math.fsum(row) for row in terms.tolist()])
+    return out.reshape(a.shape[0], b.shape[1])
 
 
 #: The standard's elementwise functions by the inputs the sweep gives them.

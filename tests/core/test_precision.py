@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 import hpcai as xp
 from hpcai import _ozaki
 from hpcai.errors import InvalidArgumentError, UnsupportedDtypeError
+from hpcai.testing import exact_matmul, phi_matrix
 
 U = 2.0**-53
 GAUDI_EMULATE = '[devices."emulated:2"]\npreset = "gaudi3"\nprecision = "emulate"\n'
@@ -25,56 +26,10 @@ GAUDI_ERROR = '[devices."emulated:2"]\npreset = "gaudi3"\nprecision = "error"\n'
 # --------------------------------------------------------------------------------------------
 # exact references
 # --------------------------------------------------------------------------------------------
-def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Correctly rounded ``a @ b``: integer-scaled inputs cut into 18-bit float64 slices,
-    exact dgemm products (sums < 2**53), levels added with math.fsum (exactly rounded)."""
-    w = 18
-
-    def split(x: np.ndarray, axis: int) -> tuple[list[np.ndarray], np.ndarray]:
-        nz = np.where(x != 0, np.abs(x), np.inf)
-        _, emin = np.frexp(np.min(nz, axis=axis, keepdims=True))
-        emin = np.where(np.isfinite(np.min(nz, axis=axis, keepdims=True)), emin, 0)
-        _, emax = np.frexp(np.max(np.abs(x), axis=axis, keepdims=True))
-        shift = 53 - emin  # x * 2**shift is an integer
-        xi = np.ldexp(x, shift)
-        nbits = int(np.max(emax - emin)) + 54
-        n = -(-nbits // w)
-        parts, rem = [], xi
-        for d in range(n - 1, -1, -1):
-            t = np.trunc(rem / 2.0 ** (w * d))
-            parts.append((t, d))
-            rem = rem - t * 2.0 ** (w * d)
-        assert not np.any(rem)
-        return parts, shift
-
-    pa, sa = split(a, 1)
-    pb, sb = split(b, 0)
-    assert a.shape[1] * 2.0 ** (2 * w) * len(pa) * len(pb) < 2.0**53
-    levels: dict[int, np.ndarray] = {}
-    for ta, da in pa:
-        for tb, db in pb:
-            levels[da + db] = levels.get(da + db, 0) + ta @ tb
-    keys = sorted(levels)
-    stack = np.stack([levels[k] for k in keys])
-    out = np.empty((a.shape[0], b.shape[1]))
-    for i in range(a.shape[0]):
-        for j in range(b.shape[1]):
-            terms = [
-                math.ldexp(float(stack[t, i, j]), w * k - int(sa[i, 0]) - int(sb[0, j]))
-                for t, k in enumerate(keys)
-            ]
-            out[i, j] = math.fsum(terms)
-    return out
-
-
 def fraction_matmul(a: np.ndarray, b: np.ndarray) -> list[list[Fraction]]:
     A = [[Fraction(v) for v in row] for row in a.tolist()]
     B = [[Fraction(v) for v in col] for col in b.T.tolist()]
     return [[sum((x * y for x, y in zip(r, c)), Fraction(0)) for c in B] for r in A]
-
-
-def phi_matrix(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.ndarray:
-    return (rng.random(shape) - 0.5) * np.exp(phi * rng.standard_normal(shape))
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,9 +46,19 @@ def test_moduli_are_pairwise_coprime_and_fit_int8_residues():
 def test_reference_is_exact_on_small_input():
     rng = np.random.default_rng(5)
     a, b = phi_matrix(rng, (6, 11), 3), phi_matrix(rng, (11, 4), 3)
+    a[2] = 0.0  # an all-zero row and column: their products are exact zeros
+    b[:, 1] = 0.0
     ref = exact_matmul(a, b)
     fr = fraction_matmul(a, b)
     assert all(ref[i, j] == float(fr[i][j]) for i in range(6) for j in range(4))
+    assert not ref[2].any() and not ref[:, 1].any()
+
+
+def test_reference_rejects_bad_input():
+    with pytest.raises(InvalidArgumentError, match="shapes"):
+        exact_matmul(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        exact_matmul(np.array([[np.inf]]), np.ones((1, 1)))
 
 
 @pytest.mark.parametrize("phi", [0, 1, 4])
