@@ -397,54 +397,34 @@ class LocalTagBackend(TagBackend):
         payload = json.dumps(tags_to_json(tags), sort_keys=True).encode()
         self._atomic_write(side, payload, None, use_xattr=False, durable=durable)
 
-    def _atomic_write(self, path: str, data: Any, tags: TagSet | None, *, use_xattr: bool, durable: bool) -> None:
+    def _atomic_write(
+        self,
+        path: str,
+        data: Any,
+        tags: TagSet | None,
+        *,
+        use_xattr: bool,
+        durable: bool,
+        source: str | None = None,
+    ) -> None:
+        """Write *data* (or copy the local file *source*) to a temporary file beside *path*,
+        set the xattr tags, optionally fsync, and rename it into place."""
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                if use_xattr and tags:
-                    self._set_xattrs(f.fileno(), tags)
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-
-    def put_sync(self, path: str, data: Any, tags: TagSet | None, durable: bool = False) -> None:
-        """Synchronous :meth:`put` (the work runs in a thread for the async API)."""
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        use_x = self._use_xattr(directory)
-        if not use_x and tags:
-            self._write_sidecar(path, tags, durable)  # tags first: data never appears untagged
-        self._atomic_write(path, data, tags, use_xattr=use_x, durable=durable)
-        if not use_x and not tags:
-            self._write_sidecar(path, None, durable)
-
-    async def put(self, path: str, data: bytes, tags: TagSet | None, *, durable: bool = False) -> None:
-        await asyncio.to_thread(self.put_sync, path, data, tags, durable)
-
-    def put_file_sync(self, lpath: str, path: str, tags: TagSet | None) -> None:
-        """Copy a local file into place with tags (atomic)."""
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        use_x = self._use_xattr(directory)
-        if not use_x and tags:
-            self._write_sidecar(path, tags, False)
-        tmp = os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
-        try:
-            shutil.copyfile(lpath, tmp)
-            if use_x and tags:
+            if source is None:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+            else:
+                shutil.copyfile(source, tmp)
+            if (use_xattr and tags) or durable:
                 fd = os.open(tmp, os.O_WRONLY)
                 try:
-                    self._set_xattrs(fd, tags)
+                    if use_xattr and tags:
+                        self._set_xattrs(fd, tags)
+                    if durable:
+                        os.fsync(fd)
                 finally:
                     os.close(fd)
             os.replace(tmp, path)
@@ -454,8 +434,29 @@ class LocalTagBackend(TagBackend):
             except OSError:
                 pass
             raise
+
+    def _put(
+        self, path: str, data: Any, tags: TagSet | None, durable: bool, source: str | None = None
+    ) -> None:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        use_x = self._use_xattr(directory)
+        if not use_x and tags:
+            self._write_sidecar(path, tags, durable)  # tags first: data never appears untagged
+        self._atomic_write(path, data, tags, use_xattr=use_x, durable=durable, source=source)
         if not use_x and not tags:
-            self._write_sidecar(path, None, False)
+            self._write_sidecar(path, None, durable)
+
+    def put_sync(self, path: str, data: Any, tags: TagSet | None, durable: bool = False) -> None:
+        """Synchronous :meth:`put` (the work runs in a thread for the async API)."""
+        self._put(path, data, tags, durable)
+
+    async def put(self, path: str, data: bytes, tags: TagSet | None, *, durable: bool = False) -> None:
+        await asyncio.to_thread(self.put_sync, path, data, tags, durable)
+
+    def put_file_sync(self, lpath: str, path: str, tags: TagSet | None) -> None:
+        """Copy a local file into place with tags (atomic)."""
+        self._put(path, None, tags, False, source=lpath)
 
     async def put_file(self, lpath: str, path: str, tags: TagSet | None) -> None:
         await asyncio.to_thread(self.put_file_sync, lpath, path, tags)
