@@ -15,11 +15,11 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["Config", "configure", "format_size", "get_config", "parse_size"]
+__all__ = ["Config", "Derived", "configure", "format_size", "get_config", "parse_size"]
 
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -267,6 +267,45 @@ def get_config() -> Config:
 def on_reconfigure(callback: Callable[[], None]) -> None:
     """Register *callback* to run whenever :func:`configure` replaces the configuration."""
     _listeners.append(callback)
+
+
+T = TypeVar("T")
+
+
+class Derived(Generic[T]):
+    """A value built from the active configuration on first use and dropped by :func:`configure`.
+
+    ``get()`` builds it once (thread-safe: one builder runs, the others wait for its value)
+    and then returns it; every ``configure`` drops it, runs *on_reset* if given, and the
+    next ``get()`` builds it again from the new configuration. Devices, endpoints and the
+    residency policy are each one of these.
+    """
+
+    __slots__ = ("_build", "_lock", "_on_reset", "_value")
+
+    def __init__(self, build: Callable[[], T], on_reset: Callable[[], None] | None = None) -> None:
+        self._build = build
+        self._on_reset = on_reset
+        self._value: T | None = None
+        self._lock = threading.RLock()
+        on_reconfigure(self.reset)
+
+    def get(self) -> T:
+        """The value for the active configuration."""
+        v = self._value
+        if v is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                v = self._value
+        return v
+
+    def reset(self) -> None:
+        """Forget the value (the next :meth:`get` builds it again)."""
+        with self._lock:
+            self._value = None
+            if self._on_reset is not None:
+                self._on_reset()
 
 
 def configure(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -109,13 +108,10 @@ class Device:
 
 DeviceLike: TypeAlias = Device | str
 
-_lock = threading.RLock()
-_table: dict[str, Device] | None = None
 #: Every Device ever made, by name: a device keeps its object across ``xp.configure`` (its
 #: description is refreshed in place), so arrays made before and after still combine.
 _interned: dict[str, Device] = {}
 _unavailable: dict[str, str] = {}
-_default: Device | None = None
 
 _ALIASES = {"cpu": "numpy:cpu"}
 
@@ -157,25 +153,8 @@ def _build_table() -> dict[str, Device]:
     return table
 
 
-def _devices() -> dict[str, Device]:
-    global _table
-    t = _table
-    if t is None:
-        with _lock:
-            if _table is None:
-                _table = _build_table()
-            t = _table
-    return t
-
-
-def _reset() -> None:
-    global _table, _default
-    with _lock:
-        _table = None
-        _default = None
-
-
-_config.on_reconfigure(_reset)
+_table: _config.Derived[dict[str, Device]] = _config.Derived(_build_table)
+_devices = _table.get
 
 
 def all_devices() -> list[Device]:
@@ -213,17 +192,18 @@ def resolve_device(device: DeviceLike | None) -> Device:
     )
 
 
+def _build_default() -> Device:
+    name = os.environ.get("HPCAI_DEVICE") or _config.get_config().default_device or "numpy:cpu"
+    try:
+        return resolve_device(name)
+    except HpcaiError as exc:
+        src = "$HPCAI_DEVICE" if os.environ.get("HPCAI_DEVICE") else _config.get_config().source
+        raise UnknownDeviceError(f"default device from {src}: {exc}") from None
+
+
+_default: _config.Derived[Device] = _config.Derived(_build_default)
+
+
 def default_device() -> Device:
     """The default device: ``$HPCAI_DEVICE``, else ``default_device`` in config, else ``numpy:cpu``."""
-    global _default
-    d = _default
-    if d is None:
-        with _lock:
-            name = os.environ.get("HPCAI_DEVICE") or _config.get_config().default_device or "numpy:cpu"
-            try:
-                d = resolve_device(name)
-            except HpcaiError as exc:
-                src = "$HPCAI_DEVICE" if os.environ.get("HPCAI_DEVICE") else _config.get_config().source
-                raise UnknownDeviceError(f"default device from {src}: {exc}") from None
-            _default = d
-    return d
+    return _default.get()

@@ -37,7 +37,6 @@ module installs into :mod:`hpcai._transfer`; computing on data costs nothing.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1082,27 +1081,25 @@ _config.register_check(_check_config)
 # ============================================================================================
 # the active policy and its enforcement
 # ============================================================================================
-_lock = threading.RLock()
-_policy: Policy | None = None
+def _build_policy() -> Policy:
+    cfg = _config.get_config()
+    built = policy_from_config(cfg.data, cfg.source)
+    if built.rules:
+        _install()
+    else:  # nothing can be covered: movement pays nothing
+        _transfer.move_guard = None
+        _transfer.export_guard = None
+    return built
+
+
+# After a configure the guards are installed again: they build the new policy lazily on
+# their first call (see _install below).
+_policy: _config.Derived[Policy] = _config.Derived(_build_policy, on_reset=lambda: _install())
 
 
 def current_policy() -> Policy:
     """The policy of the active configuration (built on first use, rebuilt on ``configure``)."""
-    global _policy
-    pol = _policy
-    if pol is None:
-        with _lock:
-            if _policy is None:
-                cfg = _config.get_config()
-                built = policy_from_config(cfg.data, cfg.source)
-                _policy = built
-                if built.rules:
-                    _install()
-                else:  # nothing can be covered: movement pays nothing
-                    _transfer.move_guard = None
-                    _transfer.export_guard = None
-            pol = _policy
-    return pol
+    return _policy.get()
 
 
 def _as_tagset(fname: str, tags: Any) -> TagSet | None:
@@ -1221,7 +1218,7 @@ def _nbytes(x: Array) -> int:
 def _move_guard(x: Array, src: Device, dst: Device, op: str) -> None:
     """Installed as ``hpcai._transfer.move_guard``: a compute decision on the destination device."""
     t = x._tags
-    pol = _policy or current_policy()
+    pol = _policy.get()
     if t is None and not pol.untagged_covered:
         return
     d = pol.decide_device("compute", t, dst)
@@ -1232,7 +1229,7 @@ def _move_guard(x: Array, src: Device, dst: Device, op: str) -> None:
 def _export_guard(x: Array, op: str, dl_device: Any) -> None:
     """Installed as ``hpcai._transfer.export_guard``: an export decision before ``__array__``/``__dlpack__``."""
     t = x._tags
-    pol = _policy or current_policy()
+    pol = _policy.get()
     if t is None and not pol.untagged_covered:
         return
     dev = x._device
@@ -1251,15 +1248,7 @@ def _install() -> None:
     _transfer.export_guard = _export_guard
 
 
-def _on_reconfigure() -> None:
-    global _policy
-    with _lock:
-        _policy = None
-        _install()  # the guards build the new policy lazily on their first call
-
-
 _install()
-_config.on_reconfigure(_on_reconfigure)
 
 
 # ============================================================================================

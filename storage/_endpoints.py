@@ -364,17 +364,12 @@ def validate_endpoints(value: Any, where: str, key: str) -> dict[str, dict[str, 
     return {name: _validate_one(name, table, where) for name, table in value.items()}
 
 
-_lock = threading.RLock()
-_table: dict[str, Endpoint] | None = None
+def _build_endpoints() -> dict[str, Endpoint]:
+    cfg = _config.get_config()
+    return {name: Endpoint.from_table(name, tbl, cfg.source) for name, tbl in cfg.section("endpoints").items()}
 
 
-def _reset() -> None:
-    global _table
-    with _lock:
-        _table = None
-
-
-_config.on_reconfigure(_reset)
+_table: _config.Derived[dict[str, Endpoint]] = _config.Derived(_build_endpoints)
 
 
 def endpoints() -> dict[str, Endpoint]:
@@ -385,16 +380,7 @@ def endpoints() -> dict[str, Endpoint]:
     >>> list(endpoints())
     ['scratch']
     """
-    global _table
-    t = _table
-    if t is None:
-        with _lock:
-            if _table is None:
-                cfg = _config.get_config()
-                section = cfg.section("endpoints")
-                _table = {name: Endpoint.from_table(name, tbl, cfg.source) for name, tbl in section.items()}
-            t = _table
-    return t
+    return _table.get()
 
 
 def get_endpoint(name: str) -> Endpoint:
