@@ -122,12 +122,12 @@ def transfers(*, forbid: bool = False) -> Iterator[TransferLog]:
         _active.reset(token)
 
 
-def _check_forbidden(src: Device, dst: Device, nbytes: int, op: str) -> None:
+def _check_forbidden(src: Device, dst: Device, native: Any, op: str) -> None:
     for log in _active.get():
         if log.forbid:
             raise TransferForbiddenError(
-                f"{op}: moving {nbytes:,} bytes from {src} to {dst} inside xp.transfers(forbid=True); "
-                "remove the move or the forbid block"
+                f"{op}: moving {_nbytes(native):,} bytes from {src} to {dst} inside "
+                "xp.transfers(forbid=True); remove the move or the forbid block"
             )
 
 
@@ -143,7 +143,7 @@ def _nbytes(native: Any) -> int:
 
 def check_move(x: Array, src: Device, dst: Device, op: str) -> None:
     """Everything that must hold before a move starts: forbid blocks and residency policy."""
-    _check_forbidden(src, dst, _nbytes(x._data), op)
+    _check_forbidden(src, dst, x._data, op)
     if move_guard is not None:
         move_guard(x, src, dst, op)
 
@@ -184,7 +184,6 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
     src_kw, dst_kw = _stream_kwargs(op, src, dst, stream)
     check_move(x, src, dst, op)
     native = x._data
-    nbytes = _nbytes(native)
     t0 = time.perf_counter()
     out: Any = NotImplemented
     path = "direct"
@@ -198,6 +197,7 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
             path = "zero-copy"
     if _active.get():  # a record is made only for an open xp.transfers() block
         wall = time.perf_counter() - t0
+        nbytes = _nbytes(native)
         modelled = src.spec.cost.transfer_seconds(nbytes) + dst.spec.cost.transfer_seconds(nbytes)
         _record(Transfer(src.spec.name, dst.spec.name, nbytes, wall, modelled, path, op))
     return _wrap(out, dst, x._tags)

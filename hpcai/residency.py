@@ -1210,11 +1210,6 @@ def enforce(
     return d
 
 
-def _nbytes(x: Array) -> int:
-    n = getattr(x._data, "nbytes", None)
-    return int(n) if n is not None else 0
-
-
 def _move_guard(x: Array, src: Device, dst: Device, op: str) -> None:
     """Installed as ``hpcai._transfer.move_guard``: a compute decision on the destination device."""
     t = x._tags
@@ -1223,7 +1218,7 @@ def _move_guard(x: Array, src: Device, dst: Device, op: str) -> None:
         return
     d = pol.decide_device("compute", t, dst)
     if d.effect is not None:
-        _settle(d, operation=op, source=src.spec.name, nbytes=_nbytes(x), dataset=None)
+        _settle(d, operation=op, source=src.spec.name, nbytes=_transfer._nbytes(x._data), dataset=None)
 
 
 def _export_guard(x: Array, op: str, dl_device: Any) -> None:
@@ -1240,7 +1235,7 @@ def _export_guard(x: Array, op: str, dl_device: Any) -> None:
         target = resolve_device("numpy:cpu")
     d = pol.decide_device("export", t, target)
     if d.effect is not None:
-        _settle(d, operation=op, source=dev.spec.name, nbytes=_nbytes(x), dataset=None)
+        _settle(d, operation=op, source=dev.spec.name, nbytes=_transfer._nbytes(x._data), dataset=None)
 
 
 def _install() -> None:
@@ -1315,7 +1310,7 @@ def tag(x: Array, /, **tags: str | Iterable[str]) -> Array:
         pairs.update((key, v) for v in values)
     new = _tags.union(a._tags, frozenset(pairs))
     if new != a._tags:
-        check_placement(new, a._device, operation="tag", nbytes=_nbytes(a))
+        check_placement(new, a._device, operation="tag", nbytes=_transfer._nbytes(a._data))
     return _wrap(a._data, a._device, new)
 
 
@@ -1346,7 +1341,7 @@ def untag(x: Array, key: str, *, reason: str) -> Array:
             "op": "untag",
             "tags": {k: sorted(v) for k, v in before.items()},
             "removed": {key: sorted(before[key])},
-            "bytes": _nbytes(a),
+            "bytes": _transfer._nbytes(a._data),
             "source": a._device.spec.name,
             "destination": a._device.spec.name,
             "dataset": None,
