@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_DTYPES",
     "FP64_DTYPES",
+    "LOW_PRECISION_FLOATS",
     "ML_DTYPES",
     "Backend",
     "CostModel",
@@ -47,6 +48,8 @@ ALL_DTYPES: frozenset[str] = frozenset(
 FP64_DTYPES: frozenset[str] = frozenset({"float64", "complex128"})
 #: The ml_dtypes extensions: a backend whose library has no such dtypes leaves them out.
 ML_DTYPES: frozenset[str] = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
+#: Real floating-point types below float32 that hpcai knows: float16 and the ml_dtypes ones.
+LOW_PRECISION_FLOATS: frozenset[str] = ML_DTYPES | {"float16"}
 
 
 @dataclass(frozen=True)

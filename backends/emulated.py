@@ -46,14 +46,21 @@ import numpy as np
 from hpcai._config import format_size, parse_size
 from hpcai.errors import ConfigError, OutOfDeviceMemoryError, UnsupportedDtypeError
 
-from ._base import ALL_DTYPES, FP64_DTYPES, ML_DTYPES, CostModel, DeviceSpec, location_attributes
+from ._base import (
+    ALL_DTYPES,
+    FP64_DTYPES,
+    LOW_PRECISION_FLOATS,
+    CostModel,
+    DeviceSpec,
+    location_attributes,
+)
 
 if TYPE_CHECKING:
     from hpcai._device import Device
 
 __all__ = ["PRESETS", "EmulatedBackend", "Preset"]
 
-_LOWP = ML_DTYPES | {"float16"}
+_LOWP = LOW_PRECISION_FLOATS
 
 _PCIE5_X16 = 64e9
 _LINK_LATENCY = 10e-6

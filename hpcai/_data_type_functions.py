@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from hpcai.backends._base import LOW_PRECISION_FLOATS
+
 from ._array import Array, _translate, _wrap
 from ._device import Device, DeviceLike, resolve_device
 from ._dtypes import (
@@ -34,7 +36,7 @@ DType = np.dtype[Any]
 _SCALARS = (bool, int, float, complex)
 _FP64 = frozenset({"float64", "complex128"})
 #: Floating-point extension dtypes (ml_dtypes, float16) that count as "real floating".
-_EXT_REAL_FLOATING = frozenset({"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"})
+_EXT_REAL_FLOATING = LOW_PRECISION_FLOATS
 _KINDS = (
     "bool",
     "signed integer",
