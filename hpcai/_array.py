@@ -19,6 +19,9 @@ import numpy as np
 
 from . import _tags
 from ._device import Device, resolve_device
+from ._dtypes import _PUBLIC as _PUBLIC_DTYPES
+from ._dtypes import DType
+from ._dtypes import public as _public_dtype
 from .errors import (
     ArrayIndexError,
     AxisError,
@@ -171,9 +174,12 @@ class Array:
 
     # -- attributes ------------------------------------------------------------------------
     @property
-    def dtype(self) -> Any:
-        """The data type (a ``numpy.dtype``: hpcai's dtypes are NumPy's dtype objects)."""
-        return self._data.dtype
+    def dtype(self) -> DType:
+        """The data type, an hpcai :class:`~hpcai.DType` (``x.dtype == xp.float64``)."""
+        try:
+            return _PUBLIC_DTYPES[self._data.dtype]
+        except KeyError:
+            return _public_dtype(self._data.dtype)
 
     @property
     def device(self) -> Device:

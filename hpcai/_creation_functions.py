@@ -168,6 +168,10 @@ def asarray(
         if new_tags is not None:
             out = _wrap(out._data, out._device, union(out._tags, new_tags))
         return out
+    if obj.__class__ is list or obj.__class__ is tuple:
+        found = _arrays_in(obj, [])
+        if found:
+            return _asarray_of_arrays(obj, found, dtype, device, copy, new_tags)
     dev = resolve_device(device)
     if copy is False:
         if not (isinstance(obj, (memoryview, bytearray)) or hasattr(obj, "__buffer__") or hasattr(obj, "__array_interface__")):
@@ -201,6 +205,89 @@ def asarray(
     except Exception as exc:
         raise _translate("xp.asarray", exc) from None
     return _wrap(data, dev, new_tags)
+
+
+def _arrays_in(seq: list[Any] | tuple[Any, ...], out: list[Array]) -> list[Array]:
+    """The hpcai Arrays inside a nested list/tuple (the type scan runs at C speed)."""
+    types = set(map(type, seq))
+    if Array in types:
+        out.extend(o for o in seq if o.__class__ is Array)
+    if list in types or tuple in types:
+        for o in seq:
+            if o.__class__ is list or o.__class__ is tuple:
+                _arrays_in(o, out)
+    return out
+
+
+def _scalars_in(seq: list[Any] | tuple[Any, ...], out: list[Any]) -> list[Any]:
+    """Everything but Arrays and sequences inside a nested list/tuple."""
+    for o in seq:
+        if o.__class__ is list or o.__class__ is tuple:
+            _scalars_in(o, out)
+        elif o.__class__ is not Array:
+            out.append(o)
+    return out
+
+
+def _asarray_of_arrays(
+    obj: list[Any] | tuple[Any, ...],
+    arrays: list[Array],
+    dtype: np.dtype[Any] | None,
+    device: DeviceLike | None,
+    copy: bool | None,
+    new_tags: Any,
+) -> Array:
+    """``asarray`` of a nested sequence holding hpcai Arrays (e.g. ``[x[0], x[1]]``).
+
+    The result is built where the arrays live (they must share one device), carries the
+    union of their tags, and reaches another ``device=`` only through :func:`move`: a
+    movement like any other, policy-checked and recorded. Nothing goes through host
+    memory implicitly.
+    """
+    if copy is False:
+        raise InvalidArgumentError(
+            "xp.asarray: copy=False is impossible for a sequence of arrays (the result is new memory); "
+            "pass copy=None"
+        )
+    _, src, tags = same_device("asarray", arrays)
+    tags = union(tags, new_tags)
+    dst = src if device is None else resolve_device(device)
+    if new_tags is not None and dst is src:
+        from .residency import check_placement
+
+        check_placement(tags, dst, operation="xp.asarray")
+    if dtype is None:
+        from ._data_type_functions import result_type
+
+        scalars = {type(s): s for s in _scalars_in(obj, []) if isinstance(s, _SCALARS)}
+        dtype = normalize_dtype("asarray", result_type(*arrays, *scalars.values()))
+    ns = src._ns
+    backend = src._backend
+    dt = dtype
+
+    def build(o: Any) -> Any:
+        if o.__class__ is Array:
+            d = o._data
+            return d if d.dtype == dt else ns.astype(d, dt)
+        if o.__class__ is list or o.__class__ is tuple:
+            if not o:
+                return backend.create(src, "asarray", [], dtype=dt)
+            return ns.stack([build(e) for e in o])
+        if isinstance(o, (*_SCALARS, np.generic)):
+            return backend.create(src, "asarray", o, dtype=dt)
+        raise DTypeError(
+            f"xp.asarray: a sequence of arrays may also hold Python scalars, got {type(o).__name__}"
+        )
+
+    try:
+        data = build(obj)
+    except Exception as exc:
+        raise _translate("xp.asarray", exc) from None
+    _check_result_dtype("asarray", data.dtype)
+    out = _wrap(data, src, tags)
+    if dst is not src:
+        out = move(out, dst, op="asarray")
+    return out
 
 
 def _astype(x: Array, dtype: np.dtype[Any]) -> Array:

@@ -18,6 +18,7 @@ from hpcai.backends._base import LOW_PRECISION_FLOATS
 
 from ._array import Array, _translate, _wrap
 from ._device import Device, DeviceLike, resolve_device
+from ._dtypes import DType as _DType
 from ._dtypes import (
     _boolean_dtypes,
     _complex_floating_dtypes,
@@ -25,6 +26,7 @@ from ._dtypes import (
     _real_floating_dtypes,
     _signed_integer_dtypes,
     _unsigned_integer_dtypes,
+    public,
 )
 from ._helpers import as_array, device_default_dtype, normalize_dtype, same_device
 from ._transfer import move
@@ -75,6 +77,8 @@ def _dtype_of(fname: str, obj: Any, argname: str) -> tuple[DType, Device | None]
     """The dtype of an Array or a dtype argument, and the Array's device (else None)."""
     if obj.__class__ is Array:
         return obj._data.dtype, obj._device  # type: ignore[no-any-return]
+    if obj.__class__ is _DType:
+        return obj._np, None
     if isinstance(obj, np.dtype):
         return obj, None
     if isinstance(obj, _SCALARS) or obj is None:
@@ -192,7 +196,7 @@ def can_cast(from_: Array | Any, to: Any, /) -> bool:
     f, dev = _dtype_of("can_cast", from_, "from_")
     if to is None or to.__class__ is Array or isinstance(to, _SCALARS):
         raise DTypeError(f"xp.can_cast: `to` must be a dtype, got {to!r:.60}")
-    t = to if isinstance(to, np.dtype) else normalize_dtype("can_cast", to)
+    t = normalize_dtype("can_cast", to)
     if dev is not None and not device_supports(dev, t):
         return False
     if f == t:
@@ -212,7 +216,7 @@ class finfo_object:
     max: float
     min: float
     smallest_normal: float
-    dtype: DType
+    dtype: _DType
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ class iinfo_object:
     bits: int
     max: int
     min: int
-    dtype: DType
+    dtype: _DType
 
 
 def finfo(type: Array | Any, /) -> finfo_object:
@@ -230,7 +234,7 @@ def finfo(type: Array | Any, /) -> finfo_object:
 
     >>> import hpcai as xp
     >>> xp.finfo(xp.float32).bits, xp.finfo(xp.complex128).dtype
-    (32, dtype('float64'))
+    (32, hpcai.float64)
     """
     dt, _ = _dtype_of("finfo", type, "type")
     if dt.kind not in "fc" and dt.name not in _EXT_REAL_FLOATING:
@@ -250,7 +254,7 @@ def finfo(type: Array | Any, /) -> finfo_object:
         max=float(fi.max),
         min=float(fi.min),
         smallest_normal=float(fi.smallest_normal),
-        dtype=np.dtype(fi.dtype),
+        dtype=public(np.dtype(fi.dtype)),
     )
 
 
@@ -265,7 +269,7 @@ def iinfo(type: Array | Any, /) -> iinfo_object:
     if dt not in _integer_dtypes:
         raise DTypeError(f"xp.iinfo: needs an integer dtype, got {dt}; use xp.finfo for floating point")
     ii = np.iinfo(dt)
-    return iinfo_object(bits=int(ii.bits), max=int(ii.max), min=int(ii.min), dtype=dt)
+    return iinfo_object(bits=int(ii.bits), max=int(ii.max), min=int(ii.min), dtype=public(dt))
 
 
 def _is_kind(dt: DType, kind: str) -> bool:
@@ -302,7 +306,7 @@ def isdtype(dtype: Any, kind: Any) -> bool:
     """
     if dtype.__class__ is Array:
         raise DTypeError("xp.isdtype: takes a dtype, got an array; pass x.dtype")
-    dt = dtype if isinstance(dtype, np.dtype) else normalize_dtype("isdtype", dtype)
+    dt = normalize_dtype("isdtype", dtype)
     if dt is None:
         raise DTypeError("xp.isdtype: dtype must be a data type, got None")
     if isinstance(kind, tuple):
@@ -313,6 +317,8 @@ def isdtype(dtype: Any, kind: Any) -> bool:
 def _isdtype_one(dt: DType, kind: Any) -> bool:
     if isinstance(kind, str):
         return _is_kind(dt, kind)
+    if kind.__class__ is _DType:
+        return dt == kind._np  # type: ignore[no-any-return]
     if isinstance(kind, np.dtype):
         return dt == kind
     if kind.__class__ is Array or kind is None or isinstance(kind, (tuple, *_SCALARS)):
@@ -322,7 +328,7 @@ def _isdtype_one(dt: DType, kind: Any) -> bool:
     return bool(dt == normalize_dtype("isdtype", kind))
 
 
-def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) -> DType:
+def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) -> _DType:
     """The dtype that type promotion gives for arrays, dtypes and Python scalars.
 
     Python scalars are "weak" (2024.12): they take the kind of the other operands, so
@@ -331,7 +337,7 @@ def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) 
 
     >>> import hpcai as xp
     >>> xp.result_type(xp.int8, xp.uint8), xp.result_type(xp.float32, 1.0)
-    (dtype('int16'), dtype('float32'))
+    (hpcai.int16, hpcai.float32)
     """
     arrays: list[Array] = []
     dtypes: list[DType] = []
@@ -361,7 +367,7 @@ def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) 
         out = _scalar_promote(out, s, default_float)
     if dev is not None and not device_supports(dev, out):
         raise _unsupported("result_type", dev, out)
-    return out
+    return public(out)
 
 
 def _scalar_promote(dt: DType, s: bool | int | float | complex, default_float: DType) -> DType:

@@ -16,7 +16,7 @@ import numpy as np
 from . import _tags
 from ._array import _INT64_MAX, Array, _foreign, _mismatch, _translate, _wide_int, _wrap
 from ._device import Device, resolve_device
-from ._dtypes import DTYPES_BY_NAME, GROUP_NAMES
+from ._dtypes import DTYPES_BY_NAME, GROUP_NAMES, DType
 from ._tags import TagSet
 from .errors import DTypeError
 
@@ -53,9 +53,11 @@ def check_dtype(fname: str, x: Array, group: frozenset[np.dtype], argname: str =
 
 
 def normalize_dtype(fname: str, dtype: Any) -> Any:
-    """Accept hpcai/NumPy dtypes (and their names); ``None`` passes through."""
+    """The NumPy dtype of an hpcai DType, a NumPy dtype or a name; ``None`` passes through."""
     if dtype is None:
         return None
+    if dtype.__class__ is DType:
+        return dtype._np
     if isinstance(dtype, np.dtype):
         return dtype
     if isinstance(dtype, str) and dtype in DTYPES_BY_NAME:

@@ -10,45 +10,20 @@ from typing import Any
 
 import numpy as np
 
+from . import _dtypes
 from ._device import Device, DeviceLike, all_devices, resolve_device
 from ._device import default_device as _default_device
-from ._dtypes import (
-    bool as _bool_dtype,
-)
-from ._dtypes import (
-    complex64,
-    complex128,
-    float32,
-    float64,
-    int8,
-    int16,
-    int32,
-    int64,
-    uint8,
-    uint16,
-    uint32,
-    uint64,
-)
+from ._dtypes import DType, public
 from ._helpers import device_default_dtype
 from .errors import DTypeError, InvalidArgumentError
 
 __all__ = ["__array_namespace_info__"]
 
 #: The standard dtypes, in the standard's order.
-_STANDARD: tuple[np.dtype[Any], ...] = (
-    _bool_dtype,
-    int8,
-    int16,
-    int32,
-    int64,
-    uint8,
-    uint16,
-    uint32,
-    uint64,
-    float32,
-    float64,
-    complex64,
-    complex128,
+_STANDARD: tuple[np.dtype[Any], ...] = tuple(
+    getattr(_dtypes, f"_np_{name}")
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "float32", "float64", "complex64", "complex128")
 )
 _KIND_OF: dict[str, frozenset[str]] = {
     "bool": frozenset("b"),
@@ -67,7 +42,7 @@ class Info:
     >>> import hpcai as xp
     >>> info = xp.__array_namespace_info__()
     >>> info.default_dtypes(device="numpy:cpu")["real floating"]
-    dtype('float64')
+    hpcai.float64
     """
 
     __slots__ = ()
@@ -84,14 +59,14 @@ class Info:
         """Every available hpcai device; each is accepted as ``device=`` by the creation functions."""
         return all_devices()
 
-    def default_dtypes(self, *, device: DeviceLike | None = None) -> dict[str, np.dtype[Any]]:
+    def default_dtypes(self, *, device: DeviceLike | None = None) -> dict[str, DType]:
         """Default dtypes of *device* (float32/complex64 on a device without FP64)."""
         dev = resolve_device(device)
         return {
-            "real floating": device_default_dtype(dev, "real floating"),
-            "complex floating": device_default_dtype(dev, "complex floating"),
-            "integral": device_default_dtype(dev, "integral"),
-            "indexing": device_default_dtype(dev, "indexing"),
+            "real floating": public(device_default_dtype(dev, "real floating")),
+            "complex floating": public(device_default_dtype(dev, "complex floating")),
+            "integral": public(device_default_dtype(dev, "integral")),
+            "indexing": public(device_default_dtype(dev, "indexing")),
         }
 
     def dtypes(
@@ -99,7 +74,7 @@ class Info:
         *,
         device: DeviceLike | None = None,
         kind: str | tuple[str, ...] | None = None,
-    ) -> dict[str, np.dtype[Any]]:
+    ) -> dict[str, DType]:
         """The standard dtypes *device* supports, optionally only those of *kind* (a name or a tuple)."""
         from ._data_type_functions import device_supports
 
@@ -112,7 +87,7 @@ class Info:
             kinds = frozenset().union(*(_kind_letters(k) for k in kind))
         else:
             raise DTypeError(f"dtypes: kind must be a kind name or a tuple of them, got {kind!r:.60}")
-        return {d.name: d for d in _STANDARD if d.kind in kinds and device_supports(dev, d)}
+        return {d.name: public(d) for d in _STANDARD if d.kind in kinds and device_supports(dev, d)}
 
     def __repr__(self) -> str:
         return "<hpcai array namespace info>"

@@ -232,6 +232,11 @@ def vecdot(x1: Array, x2: Array, /, *, axis: int = -1) -> Array:
         )
     try:
         r = dev._ns.vecdot(a, b, axis=axis)
+        if r.dtype != a.dtype and a.dtype == b.dtype:
+            # NumPy accumulates narrow integers in a wider type; the standard's result has
+            # the operands' dtype. Integer sums are modular, so narrowing after the sum
+            # gives the same values as accumulating in the narrow type.
+            r = r.astype(a.dtype)
     except Exception as exc:
         raise _translate("xp.vecdot", exc) from None
     return _wrap(r, dev, tags)

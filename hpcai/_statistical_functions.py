@@ -61,13 +61,20 @@ def _require(fname: str, x: Any, group: frozenset[Any], expected: str, fix: str)
     return x
 
 
+#: Kinds in the order in which casting keeps values: an integer sum may be taken in any
+#: integer type (the standard casts x to *dtype* first; integer arithmetic is modular),
+#: but not a floating sum in an integer type nor a complex one in a real type.
+_KIND_RANK = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+
+
 def accumulation_dtype(fname: str, x: Array, dtype: Any) -> Any:
     """The dtype a sum/product of *x* is computed in; ``None`` means "x's own dtype".
 
     Follows the standard: floating inputs keep their dtype; integers narrower than the
     default integer widen to it (unsigned ones to the unsigned integer of the same width);
-    booleans count in the default integer dtype. An explicit *dtype* must be a numeric
-    dtype that *x* casts to without changing kind (int -> float is fine, float -> int is not).
+    booleans count in the default integer dtype. An explicit *dtype* is what the result
+    has: *x* is cast to it first, as the standard says; it must be numeric and may not
+    drop a component (int -> float and int8 -> uint8 are fine, float -> int is not).
     """
     xdt = x._data.dtype
     if dtype is None:
@@ -86,12 +93,13 @@ def accumulation_dtype(fname: str, x: Array, dtype: Any) -> Any:
         raise DTypeError(
             f"xp.{fname}: dtype must be a numeric data type, got {dt}; e.g. dtype=xp.int64 or xp.float64"
         )
-    if not np.can_cast(xdt, dt, casting="same_kind"):
+    if _KIND_RANK[dt.kind] < _KIND_RANK[xdt.kind]:
         raise DTypeError(
-            f"xp.{fname}: cannot accumulate {xdt} values in {dt} (the cast loses information); "
-            f"pass a dtype of the same kind or wider, or convert x first with xp.astype(x, {dt.name})"
+            f"xp.{fname}: cannot accumulate {xdt} values in {dt} (the cast drops the "
+            f"{'imaginary part' if xdt.kind == 'c' else 'fractional part'}); pass a dtype of the same kind "
+            f"or wider, or convert x first with xp.astype(x, {dt.name})"
         )
-    return None if dt == xdt else dt
+    return dt
 
 
 def _reduced_count(shape: tuple[int, ...], axis: Axis) -> int | None:
@@ -256,7 +264,7 @@ def sum(x: Array, /, *, axis: Axis = None, dtype: Any = None, keepdims: bool = F
 
     >>> import hpcai as xp
     >>> xp.sum(xp.asarray([1, 2, 3], dtype=xp.int8)).dtype
-    dtype('int64')
+    hpcai.int64
     """
     if x.__class__ is not Array or x._data.dtype not in _ACCUMULABLE:
         x = _require(

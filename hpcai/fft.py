@@ -313,7 +313,7 @@ def ihfft(x: Array, /, *, n: int | None = None, axis: int = -1, norm: Norm = "ba
 
     >>> import hpcai as xp
     >>> xp.fft.ihfft(xp.asarray([1.0, 1.0], dtype=xp.float32)).dtype
-    dtype('complex64')
+    hpcai.complex64
     """
     _check_1d("ihfft", n, axis, norm)
     x, a = _real_in("ihfft", x)

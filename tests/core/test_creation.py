@@ -430,6 +430,37 @@ def test_asarray_tags() -> None:
     assert x.tags == {"origin": frozenset({"DE"})}
 
 
+def test_asarray_of_a_sequence_of_arrays_stays_on_their_device(device: str) -> None:
+    """[[x[i, j] ...]] (the conformance suite's reference values) builds where x lives, tags kept."""
+    a = np.arange(6, dtype=np.int16).reshape(2, 3)
+    x = xp.asarray(a, device=device, tags={"origin": "DE"})
+    with xp.transfers() as log:
+        t = xp.asarray([[x[i, j] for i in range(2)] for j in range(3)])
+        rows = xp.asarray((x[0], x[1]))
+        mixed = xp.asarray([x[0, 0], 2.5, True])
+    assert len(log) == 0  # nothing moved
+    assert t.device == xp.resolve_device(device) and t.dtype == xp.int16
+    np.testing.assert_array_equal(to_numpy(t), a.T)
+    np.testing.assert_array_equal(to_numpy(rows), a)
+    assert t.tags == rows.tags == mixed.tags == {"origin": frozenset({"DE"})}
+    assert mixed.dtype == xp.float64 and to_numpy(mixed).tolist() == [0.0, 2.5, 1.0]
+    assert xp.asarray([x[0, 1], x[0, 2]], dtype=xp.float32).dtype == xp.float32
+
+
+def test_asarray_of_a_sequence_of_arrays_moves_only_explicitly() -> None:
+    x = xp.asarray([1.0, 2.0], device="emulated:0", tags={"origin": "DE"})
+    with xp.transfers() as log:
+        y = xp.asarray([x[0], x[1]], device="numpy:cpu")
+    assert y.device == xp.resolve_device("numpy:cpu") and y.tags == x.tags
+    assert [(r.source, r.destination, r.op) for r in log] == [("emulated:0", "numpy:cpu", "asarray")]
+    with pytest.raises(DeviceMismatchError):
+        xp.asarray([x[0], xp.asarray(1.0)])
+    with pytest.raises(InvalidArgumentError, match="copy=False"):
+        xp.asarray([x[0]], copy=False)
+    with pytest.raises(ShapeError):
+        xp.asarray([x, x[0]])
+
+
 # --------------------------------------------------------------------------------------------
 # from_dlpack
 # --------------------------------------------------------------------------------------------

@@ -355,3 +355,59 @@ def test_devices_keep_their_identity_across_configure(config) -> None:
     assert "float64" not in dev.native_dtypes  # now a gaudi3
     assert dev.attributes.get("country") == "DE"
     np.testing.assert_array_equal(np.asarray((before + after).to_device("numpy:cpu")), [4.0, 6.0])
+
+
+# --------------------------------------------------------------------------------------------
+# dtype objects: exact equality, interning, interoperability
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_equality_is_exact(name: str) -> None:
+    d = getattr(xp, name)
+    assert isinstance(d, xp.DType)
+    assert d == d and not (d != d)
+    # A NumPy dtype coerces None and strings (np.dtype("float64") == None is True); ours does not.
+    assert (d == None) is False and (d != None) is True  # noqa: E711
+    assert (d == name) is False and (d == 0) is False
+    assert all(d != getattr(xp, other) for other in NAMES if other != name)
+    # It stands for exactly one NumPy dtype, both ways, with the same hash.
+    assert d == np.dtype(name) and np.dtype(name) == d and hash(d) == hash(np.dtype(name))
+    assert {np.dtype(name): 1}[d] == 1 and {d: 1}[np.dtype(name)] == 1
+    assert np.dtype(d) == np.dtype(name)  # what NumPy/JAX/CuPy see given dtype=xp.<name>
+    assert str(d) == name and repr(d) == f"hpcai.{name}" and d.name == name
+
+
+def test_dtype_objects_are_interned_everywhere() -> None:
+    x = xp.asarray([1.0, 2.0])
+    assert x.dtype is xp.float64
+    assert xp.result_type(xp.int8, xp.uint8) is xp.int16
+    assert xp.__array_namespace_info__().dtypes()["int32"] is xp.int32
+    assert xp.__array_namespace_info__().default_dtypes()["real floating"] is xp.float64
+    assert xp.finfo(xp.complex64).dtype is xp.float32 and xp.iinfo(xp.uint8).dtype is xp.uint8
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(xp.complex64)) is xp.complex64
+    assert copy.deepcopy(xp.int8) is xp.int8
+    with pytest.raises(TypeError, match="cannot be constructed"):
+        xp.DType()
+    with pytest.raises(AttributeError, match="immutable"):
+        xp.float64.name = "float32"  # type: ignore[misc]
+
+
+def test_dtype_lookup_of_a_missing_key_finds_nothing() -> None:
+    """The suite's can_cast check: a missing promotion (None) must not equal a dtype."""
+    table = {(xp.int8, xp.int16): xp.int16}
+    assert table.get((xp.int8, xp.float32)) != xp.float32
+    assert xp.float64 not in [None, "float64", np.float64]
+
+
+@pytest.mark.parametrize("device", ["numpy:cpu", "emulated:0"])
+def test_dtype_objects_are_accepted_wherever_a_dtype_is(device: str) -> None:
+    x = xp.zeros(3, dtype=xp.int16, device=device)
+    assert x.dtype is xp.int16 and xp.astype(x, xp.float32).dtype is xp.float32
+    assert xp.asarray([1, 2], dtype=xp.uint8, device=device).dtype is xp.uint8
+    assert xp.isdtype(x.dtype, "signed integer") and xp.isdtype(x.dtype, (xp.int16, "bool"))
+    assert xp.can_cast(x.dtype, xp.int32) and not xp.can_cast(xp.float64, xp.float32)
+    # NumPy dtypes and names stay accepted as input, and give the same result.
+    assert xp.zeros(2, dtype=np.dtype("int16"), device=device).dtype is xp.int16
+    assert xp.zeros(2, dtype="int16", device=device).dtype is xp.int16

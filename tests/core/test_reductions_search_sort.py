@@ -97,6 +97,29 @@ def test_sum_prod_axes_and_explicit_dtype(device: str) -> None:
     assert_same(xp.sum(f32, dtype=xp.float64), np.array(4.0), device)
 
 
+def test_explicit_dtype_is_the_result_dtype(device: str) -> None:
+    """The standard casts x to an explicit dtype first: the result has exactly that dtype."""
+    u = xp.asarray(np.array([200, 100], np.uint8), device=device)
+    assert xp.sum(u, dtype=xp.uint8).dtype == xp.uint8
+    assert_same(xp.sum(u, dtype=xp.uint8), np.array(44, np.uint8), device)  # (200 + 100) mod 256
+    assert_same(xp.prod(u, dtype=xp.uint8), np.array(32, np.uint8), device)  # 20000 mod 256
+    i = xp.asarray(np.array([-1, 3], np.int8), device=device)
+    assert_same(xp.sum(i, dtype=xp.uint8), np.array(2, np.uint8), device)  # 255 + 3 mod 256
+    assert_same(
+        xp.cumulative_sum(i, dtype=xp.uint8, include_initial=True), np.array([0, 255, 2], np.uint8), device
+    )
+    assert_same(xp.sum(i, dtype=xp.int8), np.array(2, np.int8), device)
+
+
+def test_vecdot_keeps_narrow_integer_dtypes(device: str) -> None:
+    a = np.array([[200, 3], [1, 2]], np.uint8)
+    b = np.array([2, 1], np.uint8)
+    x1, x2 = xp.asarray(a, device=device), xp.asarray(b, device=device)
+    want = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.uint8)  # modular, like uint8 arithmetic
+    assert_same(xp.vecdot(x1, x2), want, device)
+    assert_same(xp.linalg.vecdot(x1, x2), want, device)
+
+
 def test_sum_prod_empty_and_errors(device: str) -> None:
     e = xp.asarray(np.zeros((0, 3)), device=device)
     assert_same(xp.sum(e), np.array(0.0), device)

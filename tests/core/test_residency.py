@@ -438,6 +438,20 @@ def test_policy_is_rebuilt_on_configure(config, tmp_path: Path) -> None:
     assert x.to_device("emulated:1").tags == x.tags
 
 
+def test_sequence_of_tagged_elements_keeps_tags_and_cannot_reach_a_denied_device(policy: Path) -> None:
+    """xp.asarray([x[0], x[1], ...], device=denied) is a movement like x.to_device(denied)."""
+    x = _personal()
+    with pytest.raises(ResidencyError):
+        xp.asarray([x[0], x[1], x[2]], device="emulated:1")
+    with pytest.raises(ResidencyError):
+        xp.asarray([[x[0], 1.0], [2.0, x[3]]], device="emulated:1")
+    y = xp.asarray([x[0], x[1]])  # stays where x is, still covered
+    assert y.tags == x.tags and y.device == x.device
+    with pytest.raises(ResidencyError):
+        y.to_device("emulated:1")
+    assert xp.resolve_device("emulated:1")._backend.memory_used(xp.resolve_device("emulated:1")) == 0
+
+
 def test_guard_is_free_without_rules_and_for_uncovered_data(policy: Path) -> None:
     u = xp.asarray([1.0, 2.0])
     u.to_device("emulated:1")
