@@ -3,7 +3,8 @@
 An emulated device has
 
 * its own memory space: NumPy arrays that are never aliased with host memory (data is
-  copied on the way in and out, ``__array__`` refuses, DLPack reports ``kDLExtDev``);
+  copied on the way in and out, ``__array__`` refuses, ``__dlpack__`` exports a recorded
+  copy to the host, never a view: DLPack sees ``kDLCPU`` with copy-only export);
 * capacity accounting: every array it holds is charged to the device and returned when
   the array is freed; going past capacity raises :class:`OutOfDeviceMemoryError`;
 * a capability set: the dtypes it computes on natively (``gaudi3`` has no FP64);
@@ -321,7 +322,10 @@ class EmulatedBackend:
         return native
 
     def dlpack_device(self, device: Device) -> tuple[int, int]:
-        return (12, device.spec.index)  # kDLExtDev
+        # Emulated memory is host memory that hpcai never shares: consumers see kDLCPU
+        # (the standard has no type for an emulated device; DLPack's kDLExtDev is not
+        # among the standard's valid values) and exports are copies (see __dlpack__).
+        return (1, 0)
 
     def is_native(self, obj: Any) -> bool:
         return False

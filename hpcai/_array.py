@@ -667,7 +667,7 @@ class Array:
         return _transfer.dlpack_export(self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        """The DLPack ``(device_type, device_id)``: kDLCPU for host arrays, kDLExtDev for emulated ones."""
+        """The DLPack ``(device_type, device_id)``: kDLCPU for host and emulated arrays (emulated ones export only copies)."""
         dev = self._device
         return dev._backend.dlpack_device(dev)
 

@@ -218,12 +218,8 @@ def dlpack_export(
     own = dev._backend.dlpack_device(dev)
     if export_guard is not None:
         export_guard(x, "__dlpack__", dl_device)
-    if dl_device is None or tuple(dl_device) == own:
-        if dev.spec.backend == "emulated":
-            raise BufferError(
-                f"__dlpack__: {dev} is an emulated device (kDLExtDev) that no consumer can read; "
-                "move the data first: x.to_device(\"numpy:cpu\"), or request dl_device=(1, 0)"
-            )
+    emulated = dev.spec.backend == "emulated"
+    if not emulated and (dl_device is None or tuple(dl_device) == own):
         kwargs: dict[str, Any] = {"stream": stream}
         if max_version is not None:
             kwargs["max_version"] = max_version
@@ -235,9 +231,24 @@ def dlpack_export(
             if copy:
                 raise BufferError("__dlpack__: this backend cannot copy on export") from None
             return x._data.__dlpack__(stream=stream)
-    if tuple(dl_device) == (1, 0):
+        except BufferError:
+            # The standard lets a producer answer a max_version it does not support with a
+            # capsule of another version (consumers must check); JAX refuses instead.
+            if max_version is None:
+                raise
+            kwargs.pop("max_version")
+            return x._data.__dlpack__(**kwargs)
+    if dl_device is None or tuple(dl_device) == (1, 0):
+        # Emulated memory is never shared with the host: an export is a copy, made by the
+        # one movement path (policy-checked, recorded), and flagged as a copy.
         if copy is False:
-            raise BufferError(f"__dlpack__: data on {dev} cannot be exported to the host without a copy")
-        host = move(x, resolve_device("numpy:cpu"), op="__dlpack__")
-        return host._data.__dlpack__()
+            raise BufferError(
+                f"__dlpack__: copy=False, but data on {dev} is exported to the host only as a copy "
+                "(emulated device memory is never shared); pass copy=None or True"
+            )
+        host = move(x, resolve_device("numpy:cpu"), op="__dlpack__")._data
+        kwargs = {"copy": True} if emulated else {}
+        if max_version is not None:
+            kwargs["max_version"] = max_version
+        return host.__dlpack__(**kwargs)
     raise BufferError(f"__dlpack__: cannot export data on {dev} to DLPack device {tuple(dl_device)}")

@@ -366,7 +366,7 @@ class DeviceTests:
         x = xp.ones(2, device=device, dtype=xp.float32)
         kind, _ = x.__dlpack_device__()
         dev = xp.resolve_device(device)
-        if dev.backend == "emulated":
-            assert kind == 12  # kDLExtDev
-        elif dev.kind == "cpu":
-            assert kind == 1  # kDLCPU
+        # kDLCPU (1) for host memory and for emulated devices (which export only copies)
+        if dev.backend == "emulated" or dev.kind == "cpu":
+            assert kind == 1
+        assert kind in (1, 2, 3, 4, 7, 8, 9, 10, 13, 14)  # the standard's valid device types

@@ -73,16 +73,27 @@ def test_array_export_only_from_host() -> None:
     dev = host.to_device("emulated:0")
     with pytest.raises(TypeError, match=r'to_device\("numpy:cpu"\)'):
         np.asarray(dev)
-    # DLPack: host arrays are zero-copy kDLCPU; emulated memory cannot be consumed directly
+    # DLPack: host arrays are zero-copy kDLCPU; emulated memory is exported only as a copy,
+    # made by the one movement path (recorded), never as a view of device memory
     assert host.__dlpack_device__() == (1, 0)
     np.testing.assert_array_equal(np.from_dlpack(host), [1.0, 2.0])
-    assert dev.__dlpack_device__() == (12, 0)
-    with pytest.raises(BufferError, match="emulated"):
-        dev.__dlpack__()
-    # ... unless the consumer asks for a host copy, which is a logged move
+    assert dev.__dlpack_device__() == (1, 0)
+    with pytest.raises(BufferError, match="copy=False"):
+        dev.__dlpack__(copy=False)
+    with pytest.raises(BufferError, match="copy=False"):
+        np.from_dlpack(dev, copy=False)
+    for kwargs in ({}, {"dl_device": (1, 0)}, {"max_version": (1, 0), "copy": True}):
+        with xp.transfers() as log:
+            cap = dev.__dlpack__(**kwargs)
+        assert cap is not None and len(log) == 1 and log[0].destination == "numpy:cpu"
     with xp.transfers() as log:
-        cap = dev.__dlpack__(dl_device=(1, 0))
-    assert cap is not None and len(log) == 1 and log[0].destination == "numpy:cpu"
+        got = np.from_dlpack(dev)
+    np.testing.assert_array_equal(got, [1.0, 2.0])
+    assert len(log) == 1 and log[0].op == "__dlpack__"
+    got[0] = 99.0  # the consumer's copy is its own
+    assert float(dev[0]) == 1.0
+    with pytest.raises(BufferError, match="DLPack device"):
+        dev.__dlpack__(dl_device=(2, 0))
 
 
 def test_foreign_arrays_are_not_mixed_implicitly() -> None:
@@ -230,3 +241,13 @@ def test_cli_devices_lists_devices(tmp_path) -> None:
     for name in ("numpy:cpu", "emulated:0", "emulated:1"):
         assert name in out.stdout
     assert "h100" in out.stdout and "mi300x" in out.stdout
+
+
+def test_dlpack_export_answers_every_max_version(device: str) -> None:
+    """The standard lets a producer answer an unsupported max_version with another version."""
+    x = xp.asarray([1.0, 2.0], device=device)
+    assert x.__dlpack_device__()[0] in (1, 2, 3, 4, 7, 8, 9, 10, 13, 14)  # the standard's valid types
+    for mv in ((0, 0), (1, 0), (2, 0), None):
+        assert x.__dlpack__(max_version=mv) is not None
+        assert x.__dlpack__(max_version=mv, dl_device=(1, 0), copy=True) is not None
+    np.testing.assert_array_equal(np.from_dlpack(x), [1.0, 2.0])
