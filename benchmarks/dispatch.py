@@ -7,7 +7,8 @@ elements) it times hpcai on ``numpy:cpu`` and raw NumPy (and, when JAX is instal
 on ``jax:cpu:0`` against raw ``jax.numpy``), alternating the two so that machine noise
 hits both, and prints the ratio hpcai / raw and the time added per call. Absolute times
 are noisy on shared machines; the ratios are what the project's targets are stated in:
-``x + y`` at size 1 costs at most 3x raw NumPy (or 1 us added), at size 1e6 at most 1.05x.
+``x + y`` at size 1 adds at most 0.35 us to raw NumPy (the goal is 0.3 us), at size 1e6 it
+costs at most 1.05x.
 """
 
 from __future__ import annotations
@@ -115,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['library']:8} {r['op']:8} {r['size']:>9,} {r['ratio']:>9.2f}x {r['added_us']:>8.2f}us")
     add1 = next(r for r in rows if r["library"] == "numpy" and r["op"] == "x + y" and r["size"] == 1)
     add6 = next(r for r in rows if r["library"] == "numpy" and r["op"] == "x + y" and r["size"] == 1_000_000)
-    ok1 = add1["ratio"] <= 3.0 or add1["added_us"] <= 1.0
+    ok1 = add1["added_us"] <= 0.35
     ok6 = add6["ratio"] <= 1.05
-    print(f"\nx + y, size 1:   {add1['ratio']:.2f}x, +{add1['added_us']:.2f} us  (target <= 3x or <= 1 us): {'ok' if ok1 else 'MISSED'}")
+    print(f"\nx + y, size 1:   {add1['ratio']:.2f}x, +{add1['added_us']:.2f} us  (target <= +0.35 us, goal +0.3 us): {'ok' if ok1 else 'MISSED'}")
     print(f"x + y, size 1e6: {add6['ratio']:.3f}x  (target <= 1.05x): {'ok' if ok6 else 'MISSED'}")
     return 0 if (ok1 and ok6) else 1
 

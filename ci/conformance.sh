@@ -1,216 +1,181 @@
 #!/usr/bin/env bash
-# Python Array API 2024.12 conformance: runs the official suite
-# (data-apis/array-api-tests) against hpcai on numpy:cpu, emulated:0 and jax:cpu:0, and
-# against array_api_strict (the reference implementation) for comparison, then
-# prints the failures per test module for each target.
+# Python Array API 2024.12 conformance: runs the official suite (data-apis/array-api-tests)
+# against hpcai on each target device and fails if any test fails.
 #
-# This is a developer tool, not part of CI: the suite is not published on PyPI
-# and needs a git checkout together with its `array-api` spec submodule:
+#   ci/conformance.sh [--examples N] [--targets "T1 T2 ..."] [SUITE_DIR] [-- EXTRA_PYTEST_ARGS...]
 #
-#   git clone --recurse-submodules https://github.com/data-apis/array-api-tests
-#   pip install -r array-api-tests/requirements.txt   # hypothesis, ndindex, pytest-json-report, ...
+#   SUITE_DIR       an array-api-tests checkout with its array-api submodule (default:
+#                   $ARRAY_API_TESTS_DIR, else ../shared/array-api-tests beside the repository).
+#                   It is never written to: the suite runs from a temporary copy (hypothesis
+#                   and pytest write caches beside it, and shared/ is read-only in CI).
+#   --examples N    hypothesis examples per test (default 20; e.g. 200 for a deeper run).
+#                   Examples are derandomized, so a run is repeatable.
+#   --targets ...   space-separated targets, each MODULE@DEVICE or MODULE@DEVICE=PRESET
+#                   (default: "hpcai@numpy:cpu hpcai@emulated:0 hpcai@emulated:2=gaudi3
+#                   hpcai@jax:cpu:0", the JAX target only where JAX imports). DEVICE=PRESET
+#                   configures that emulated device with the preset for the run
+#                   ([devices."DEVICE"] preset = "PRESET"). A plain MODULE (e.g.
+#                   array_api_strict) runs the suite on another library for comparison.
 #
-# Usage:
-#   ci/conformance.sh [SUITE_DIR] [-- EXTRA_PYTEST_ARGS...]
+# Environment: PYTHON (interpreter with hpcai and the suite's requirements.txt installed;
+# default python3), CONFORMANCE_OUT (folder for JUnit XML, logs and summary; default
+# ./conformance-out), CONFORMANCE_SKIPS (default ci/conformance-skips.txt).
 #
-#   SUITE_DIR              the checkout (default: $ARRAY_API_TESTS_DIR)
-#   PYTHON                 interpreter with hpcai, array_api_strict and the suite's
-#                          requirements installed (default: python3)
-#   MAX_EXAMPLES           hypothesis examples per test (default: 50)
-#   HYPOTHESIS_SEED        seed shared by every target so all see the same examples (default: 0)
-#   CONFORMANCE_TARGETS    space-separated targets (default:
-#                          "array_api_strict hpcai@numpy:cpu hpcai@emulated:0 hpcai@jax:cpu:0";
-#                          the JAX target only where JAX imports);
-#                          a target is MODULE or MODULE@HPCAI_DEVICE
-#   CONFORMANCE_OUT        folder for the JUnit XML, logs and report
-#                          (default: ./conformance-out)
-#   CONFORMANCE_SKIPS      skip file (default: ci/conformance-skips.txt next to this script)
+# Dtypes a device does not have (float64/complex128 on an FP64-less accelerator) are left
+# out with the suite's own switch, ARRAY_API_TESTS_SKIP_DTYPES, read from the device's
+# inspection namespace. Skips: ci/conformance-skips.txt, one test per line with the device
+# pattern it applies to and the reason; see that file.
 #
-# Outputs, under CONFORMANCE_OUT: <target>.xml (JUnit), <target>.log (pytest output),
-# summary.txt (the table printed at the end) and report.md (every failing hpcai test
-# with its error on one line, grouped by function).
-#
-# The skip file lists only tests that are genuinely out of scope for hpcai, one
-# node-id prefix per line (the suite's own --skips-file format: only lines that
-# start with "array_api_tests" count; put the reason on the comment line above).
-# It is applied to every target, array_api_strict included, so counts stay comparable.
+# Exit status: 0 when every target ran with no failure or error, 1 otherwise, 2 on bad usage.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+examples=20
+targets="${CONFORMANCE_TARGETS:-}"
 suite="${ARRAY_API_TESTS_DIR:-}"
-if [[ $# -gt 0 && "$1" != "--" ]]; then
-    suite="$1"
-    shift
-fi
-if [[ $# -gt 0 && "$1" == "--" ]]; then
-    shift
-fi
-extra=("$@")
-
-if [[ -z "$suite" ]]; then
-    echo "conformance.sh: no suite given; pass the path of an array-api-tests checkout" \
-         "or set ARRAY_API_TESTS_DIR (see the top of this script)" >&2
+extra=()
+usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --examples) examples="${2:?--examples needs a number}"; shift 2 ;;
+        --examples=*) examples="${1#*=}"; shift ;;
+        --targets) targets="${2:?--targets needs a list}"; shift 2 ;;
+        --targets=*) targets="${1#*=}"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        -*) echo "conformance.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) suite="$1"; shift ;;
+    esac
+done
+if ! [[ "$examples" =~ ^[1-9][0-9]*$ ]]; then
+    echo "conformance.sh: --examples needs a positive integer, got '$examples'" >&2
     exit 2
 fi
-suite="$(cd "$suite" && pwd)"
+if [[ -z "$suite" ]]; then
+    suite="$here/../../shared/array-api-tests"
+fi
 if [[ ! -d "$suite/array_api_tests" ]]; then
-    echo "conformance.sh: $suite has no array_api_tests/ folder; is it an array-api-tests checkout?" >&2
+    echo "conformance.sh: no array-api-tests checkout at '$suite'; pass its path or set ARRAY_API_TESTS_DIR" \
+         "(git clone --recurse-submodules https://github.com/data-apis/array-api-tests)" >&2
     exit 2
 fi
 if [[ ! -d "$suite/array-api/src/array_api_stubs" ]]; then
     echo "conformance.sh: $suite/array-api is empty; run 'git submodule update --init' in the checkout" >&2
     exit 2
 fi
-
+suite="$(cd "$suite" && pwd)"
 py="${PYTHON:-python3}"
-max_examples="${MAX_EXAMPLES:-50}"
-seed="${HYPOTHESIS_SEED:-0}"
-default_targets="array_api_strict hpcai@numpy:cpu hpcai@emulated:0"
-if "$py" -c "import jax" 2>/dev/null; then
-    default_targets="$default_targets hpcai@jax:cpu:0"
+export XLA_FLAGS="${XLA_FLAGS:---xla_force_host_platform_device_count=4}"
+if [[ -z "$targets" ]]; then
+    targets="hpcai@numpy:cpu hpcai@emulated:0 hpcai@emulated:2=gaudi3"
+    if "$py" -c "import jax" 2>/dev/null; then
+        targets="$targets hpcai@jax:cpu:0"
+    else
+        echo "conformance.sh: JAX is not installed; the jax:cpu:0 target is left out"
+    fi
 fi
-targets="${CONFORMANCE_TARGETS:-$default_targets}"
 out="$(mkdir -p "${CONFORMANCE_OUT:-conformance-out}" && cd "${CONFORMANCE_OUT:-conformance-out}" && pwd)"
 skips="${CONFORMANCE_SKIPS:-$here/conformance-skips.txt}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp -R "$suite" "$work/suite"
+chmod -R u+w "$work/suite"
 
-skip_args=()
-if [[ -f "$skips" ]]; then
-    if grep -q -- "--skips-file" "$suite/conftest.py" 2>/dev/null; then
-        skip_args=(--skips-file "$skips")
-    else
-        echo "conformance.sh: this suite version has no --skips-file option; $skips is not applied" >&2
-    fi
-fi
-
+status=0
 for target in $targets; do
     module="${target%%@*}"
-    device=""
-    if [[ "$target" == *@* ]]; then
-        device="${target#*@}"
-    fi
+    spec=""
+    [[ "$target" == *@* ]] && spec="${target#*@}"
+    device="${spec%%=*}"
+    preset=""
+    [[ "$spec" == *=* ]] && preset="${spec#*=}"
     tag="${target//[^A-Za-z0-9_.-]/_}"
-    echo "== $target"
+    config="$work/$tag.toml"
+    : >"$config"  # an explicit (empty) config: no hpcai.toml of the caller's leaks in
+    if [[ -n "$preset" ]]; then
+        printf '[devices."%s"]\npreset = "%s"\n' "$device" "$preset" >"$config"
+    fi
+    # The suite's skip lines that apply to this target (see conformance-skips.txt).
+    "$py" - "$skips" "$spec" >"$work/$tag.skips" <<'PY'
+import fnmatch
+import sys
+
+path, device = sys.argv[1], sys.argv[2]
+for n, line in enumerate(open(path), 1):
+    text = line.split("#", 1)[0].strip()
+    if not text:
+        continue
+    pattern, _, node = text.partition(" ")
+    node = node.strip()
+    if not node.startswith("array_api_tests/"):
+        sys.exit(f"{path}:{n}: expected 'DEVICE-PATTERN array_api_tests/...  # reason', got {line!r}")
+    if "#" not in line or not line.split("#", 1)[1].strip():
+        sys.exit(f"{path}:{n}: every skip needs its reason after '#'")
+    if fnmatch.fnmatchcase(device, pattern):
+        print(node)
+PY
+    skip_dtypes=""
+    if [[ "$module" == "hpcai" && -n "$device" ]]; then
+        skip_dtypes="$(HPCAI_CONFIG="$config" "$py" -c '
+import sys, hpcai as xp
+have = xp.__array_namespace_info__().dtypes(device=sys.argv[1])
+std = ("bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float32 float64 complex64 complex128").split()
+print(",".join(d for d in std if d not in have))' "$device")"
+    fi
+    echo "== $target: $examples examples per test${skip_dtypes:+; without $skip_dtypes (the device lacks them)}"
     set +e
     (
-        cd "$suite"
-        export ARRAY_API_TESTS_MODULE="$module"
-        export ARRAY_API_TESTS_VERSION=2024.12
-        if [[ -n "$device" ]]; then
-            export HPCAI_DEVICE="$device"
+        cd "$work/suite"
+        export ARRAY_API_TESTS_MODULE="$module" ARRAY_API_TESTS_VERSION=2024.12 HPCAI_CONFIG="$config"
+        if [[ -n "$device" ]]; then export HPCAI_DEVICE="$device"; else unset HPCAI_DEVICE; fi
+        if [[ -n "$skip_dtypes" ]]; then
+            export ARRAY_API_TESTS_SKIP_DTYPES="$skip_dtypes"
         else
-            unset HPCAI_DEVICE
+            unset ARRAY_API_TESTS_SKIP_DTYPES
         fi
-        "$py" -m pytest array_api_tests -q -p no:cacheprovider --rootdir="$suite" \
-            --max-examples="$max_examples" --disable-deadline \
-            --hypothesis-seed="$seed" \
-            --junitxml="$out/$tag.xml" \
-            ${skip_args[@]+"${skip_args[@]}"} ${extra[@]+"${extra[@]}"}
+        "$py" -m pytest array_api_tests -q -p no:cacheprovider --rootdir="$work/suite" \
+            --max-examples="$examples" --derandomize --disable-deadline \
+            --skips-file "$work/$tag.skips" --junitxml="$out/$tag.xml" \
+            ${extra[@]+"${extra[@]}"}
     ) >"$out/$tag.log" 2>&1
     rc=$?
     set -e
+    grep -E '^(FAILED|ERROR) ' "$out/$tag.log" | cut -c1-200 || true
     tail -n 1 "$out/$tag.log"
     if [[ ! -f "$out/$tag.xml" ]]; then
         echo "conformance.sh: pytest exited $rc for $target without a report; see $out/$tag.log" >&2
-        exit 1
+        status=1
+    elif [[ $rc -ne 0 ]]; then
+        status=1
     fi
 done
 
-"$py" - "$out" $targets <<'PY'
-"""Summarise the JUnit files: failures per test module, then a report of hpcai failures."""
-import collections
+"$py" - "$out" $targets <<'PY' || status=1
+"""One table: passed / failed / skipped per target, from the JUnit files."""
 import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-out = Path(sys.argv[1])
-targets = sys.argv[2:]
-
-
-def tag(target: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", target)
-
-
-def load(target):
-    """Return {(module, test_id): (status, one-line message)} for one target."""
-    root = ET.parse(out / f"{tag(target)}.xml").getroot()
-    cases = {}
-    for case in root.iter("testcase"):
-        parts = case.get("classname", "").split(".")
-        if "array_api_tests" in parts:  # the prefix depends on how pytest found the rootdir
-            parts = parts[parts.index("array_api_tests") + 1:]
-        module, cls = parts[0], ".".join(parts[1:])
-        name = case.get("name", "")
-        if cls:
-            name = f"{cls}::{name}"  # tests grouped in a class
-        status, message = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            node = case.find(kind)
-            if node is not None:
-                status = {"failure": "failed", "error": "error", "skipped": "skipped"}[kind]
-                text = (node.get("message") or node.text or "").strip()
-                message = " ".join(text.split("\n")[0].split())[:240]
-                break
-        cases[(module, name)] = (status, message)
-    return cases
-
-
-results = {t: load(t) for t in targets}
-modules = sorted({m for cases in results.values() for (m, _) in cases})
-width = max([len(m) for m in modules] + [len("module")])
-cols = [max(len(t), 16) for t in targets]
-
-lines = []
-header = f"{'module':<{width}}  " + "  ".join(f"{t:>{c}}" for t, c in zip(targets, cols))
-lines.append("failed+errors / run (skipped not counted)")
-lines.append(header)
-lines.append("-" * len(header))
-totals = collections.defaultdict(lambda: [0, 0])
-for m in modules:
-    row = []
-    for t, c in zip(targets, cols):
-        bad = sum(1 for (mm, _), (s, _) in results[t].items() if mm == m and s in ("failed", "error"))
-        run = sum(1 for (mm, _), (s, _) in results[t].items() if mm == m and s != "skipped")
-        totals[t][0] += bad
-        totals[t][1] += run
-        row.append(f"{f'{bad} / {run}':>{c}}")
-    lines.append(f"{m:<{width}}  " + "  ".join(row))
-lines.append("-" * len(header))
-lines.append(f"{'TOTAL':<{width}}  " + "  ".join(
-    f"{f'{totals[t][0]} / {totals[t][1]}':>{c}}" for t, c in zip(targets, cols)))
-summary = "\n".join(lines)
-print(summary)
-(out / "summary.txt").write_text(summary + "\n")
-
-
-def function_of(name: str) -> str:
-    """The spec function a test is about: test_add[add(x1, x2)] -> add."""
-    base = name.split("::")[-1].split("[", 1)[0]
-    base = re.sub(r"^test_", "", base)
-    if "[" in name and base in {"has_names", "func_signature", "array_method_signature",
-                                "extension_func_signature", "info_func_signature"}:
-        inner = name.split("[", 1)[1].rstrip("]")
-        return inner.split("-")[-1].split("(")[0]
-    return base
-
-
-report = ["# Array API conformance: failing tests", "",
-          "Suite: data-apis/array-api-tests, ARRAY_API_TESTS_VERSION=2024.12.", "",
-          "```", summary, "```", ""]
+out, targets = Path(sys.argv[1]), sys.argv[2:]
+rows = [("target", "passed", "failed", "skipped")]
 for t in targets:
-    if not t.startswith("hpcai"):
+    xml = out / (re.sub(r"[^A-Za-z0-9_.-]", "_", t) + ".xml")
+    if not xml.exists():
+        rows.append((t, "-", "no report", "-"))
         continue
-    fails = [(m, n, msg) for (m, n), (s, msg) in results[t].items() if s in ("failed", "error")]
-    report.append(f"## {t}: {len(fails)} failing")
-    report.append("")
-    by_func = collections.defaultdict(list)
-    for m, n, msg in fails:
-        by_func[function_of(n)].append((m, n, msg))
-    for func in sorted(by_func):
-        report.append(f"### {func}")
-        for m, n, msg in sorted(by_func[func]):
-            report.append(f"- `{m}::{n}`: {msg}")
-        report.append("")
-(out / "report.md").write_text("\n".join(report) + "\n")
-print(f"\nreport: {out / 'report.md'}")
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            counts["failed"] += 1
+        elif case.find("skipped") is not None:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    rows.append((t, str(counts["passed"]), str(counts["failed"]), str(counts["skipped"])))
+widths = [max(len(r[i]) for r in rows) for i in range(4)]
+text = "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+print(text)
+(out / "summary.txt").write_text(text + "\n")
 PY
+exit $status

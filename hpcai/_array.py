@@ -701,3 +701,74 @@ def _take_right(a: Any, b: Any) -> Any:
         a[...] = b
         return a
     return b
+
+
+# --------------------------------------------------------------------------------------------
+# the fast path of the binary operators
+# --------------------------------------------------------------------------------------------
+# ``x + y`` on two Arrays of one device is the hottest path of array code. The methods
+# above define the operators (signature, docstring, the general path through ``_binop``);
+# for the Array-with-Array case each is replaced by a function with the operator, the tag
+# union and the wrapping written inline, which saves three Python calls (~100 ns of the
+# ~400 ns that a generic version adds to a size-1 NumPy add). The code is generated from
+# one template, so every operator has exactly the same checks.
+_FAST_BINARY_OPERATORS = {
+    "__add__": ("+", operator.add),
+    "__sub__": ("-", operator.sub),
+    "__mul__": ("*", operator.mul),
+    "__and__": ("&", operator.and_),
+    "__or__": ("|", operator.or_),
+    "__xor__": ("^", operator.xor),
+    "__eq__": ("==", operator.eq),
+    "__ne__": ("!=", operator.ne),
+    "__lt__": ("<", operator.lt),
+    "__le__": ("<=", operator.le),
+    "__gt__": (">", operator.gt),
+    "__ge__": (">=", operator.ge),
+}
+
+_FAST_TEMPLATE = '''
+def {name}(self, other, /):
+    if other.__class__ is Array:
+        dev = self._device
+        if other._device is not dev:
+            raise _mismatch("{name}", dev, other._device)
+        t = self._tags
+        ot = other._tags
+        if ot is not None and ot is not t:
+            t = ot if t is None else t | ot
+        try:
+            r = self._data {symbol} other._data
+        except Exception as exc:
+            raise _translate("{name}", exc) from None
+        if r.__class__ is not dev._native_type:
+            r = dev._adopt(dev, r)
+        out = _object_new(Array)
+        out._data = r
+        out._device = dev
+        out._tags = t
+        return out
+    return self._binop(other, op, "{name}")
+'''
+
+
+def _install_fast_binary_operators() -> None:
+    for name, (symbol, op) in _FAST_BINARY_OPERATORS.items():
+        scope = {
+            "Array": Array,
+            "_mismatch": _mismatch,
+            "_translate": _translate,
+            "_object_new": _object_new,
+            "op": op,
+        }
+        exec(_FAST_TEMPLATE.format(name=name, symbol=symbol), scope)  # a fixed template, no user input
+        fast = scope[name]
+        general = getattr(Array, name)
+        fast.__doc__ = general.__doc__
+        fast.__annotations__ = general.__annotations__
+        fast.__qualname__ = f"Array.{name}"
+        fast.__module__ = __name__
+        setattr(Array, name, fast)
+
+
+_install_fast_binary_operators()

@@ -10,6 +10,10 @@ NumPy's ``pow`` with the exponent 0.5) the result is corrected with array operat
 same namespace. Which corrections a namespace needs is found once, by trying those special
 cases on it (:func:`_quirks`), so a backend that gets them right pays nothing.
 
+NumPy's complex ``expm1`` (``expm1(a)*cos(b) - 2*sin(b/2)**2 + exp(a)*sin(b)*1j`` gives
+NaN for infinite parts and ``inf * 0``) and ``tanh`` (C99's ``1 + 0*sin(2b) j`` at
+``a = +inf``, where the standard asks for ``1 + 0j``) are corrected the same way.
+
 Deviations of one backend's compiler rather than of an array library (XLA's division by a
 broadcast divisor as a multiplication by its reciprocal, ``jax.numpy``'s complex special
 values) are corrected in that backend's namespace instead (``hpcai.backends._jax_numpy``),
@@ -148,11 +152,15 @@ def _quirks(ns: Any) -> frozenset[str]:
 def _probe(ns: Any) -> frozenset[str]:
     """Run the special cases that backends are known to get wrong; name those that fail."""
     inf = math.inf
+    nan = math.nan
 
     def arr(*v: float) -> Any:
         return ns.asarray(list(v), dtype=ns.float32)
 
-    checks: dict[str, tuple[Callable[[], Any], list[float]]] = {
+    def carr(*v: complex) -> Any:
+        return ns.asarray(list(v), dtype=ns.complex64)
+
+    checks: dict[str, tuple[Callable[[], Any], list[complex]]] = {
         # floor(x1 / x2) where an operand is infinite (NumPy and JAX give NaN and -1)
         "floor_divide_inf": (
             lambda: ns.floor_divide(arr(inf, 1.0, -1.0), arr(2.0, -inf, inf)),
@@ -170,22 +178,53 @@ def _probe(ns: Any) -> frozenset[str]:
         ),
         # x**0.5 of -0 is +0 and of -inf is +inf (NumPy computes sqrt(x))
         "pow_half": (lambda: ns.pow(arr(-0.0, -inf), 0.5), [0.0, inf]),
+        # complex expm1 with an infinite real part or a zero imaginary part (NumPy gives NaN
+        # parts from inf * 0 and inf - inf, and -0 at -0 + 0j)
+        "expm1_complex": (
+            lambda: ns.expm1(
+                carr(complex(inf, 0.0), complex(nan, 0.0), complex(-0.0, 0.0), complex(-inf, inf))
+            ),
+            [complex(inf, 0.0), complex(nan, 0.0), 0j, complex(-1.0, 0.0)],
+        ),
+        # complex tanh(±inf + bj) is ±1 + 0j with the sign of b (C99 and NumPy: of sin(2b))
+        "tanh_complex": (
+            lambda: ns.tanh(carr(complex(inf, 2.0), complex(-inf, -2.0))),
+            [complex(1.0, 0.0), complex(-1.0, -0.0)],
+        ),
     }
     needed = set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, (run, want) in checks.items():
             try:
-                got = [float(v) for v in run()]
-                ok = all(
-                    g == w and math.copysign(1.0, g) == math.copysign(1.0, w)
-                    for g, w in zip(got, want, strict=True)
-                )
+                got = [complex(v) for v in run()]
+                ok = all(_same(g, complex(w)) for g, w in zip(got, want, strict=True))
             except Exception:  # a backend that cannot even run the case gets the correction
                 ok = False
             if not ok:
                 needed.add(name)
     return frozenset(needed)
+
+
+def _same(g: complex, w: complex) -> bool:
+    """Whether *g* is *w* part by part: zeros with their sign, NaN matching any NaN."""
+    return all(
+        (math.isnan(u) and math.isnan(v))
+        or (u == v and math.copysign(1.0, u) == math.copysign(1.0, v))
+        for u, v in ((g.real, w.real), (g.imag, w.imag))
+    )
+
+
+def _from_parts(ns: Any, like: Any, re: Any, im: Any) -> Any:
+    """The complex array with parts *re* and *im*, of *like*'s dtype and shape.
+
+    The parts are written into a new array: ``re + im * 1j`` would turn an infinite ``im``
+    into a NaN real part (``inf * 1j`` is ``nan + infj``).
+    """
+    out = ns.empty_like(like)
+    out.real = re
+    out.imag = im
+    return out
 
 
 def _any(ns: Any, m: Any) -> bool:
@@ -455,8 +494,50 @@ def exp(x: Array, /) -> Array:
 
 
 def expm1(x: Array, /) -> Array:
-    """``exp(x) - 1``, accurate for small ``x``."""
+    """``exp(x) - 1``, accurate for small ``x``.
+
+    For complex ``x = a + bj`` the standard's special values hold where NumPy's formula gives
+    NaN: ``expm1(a ± 0j)`` is ``expm1(a) ± 0j`` (``+0`` at ``a = ±0``, ``inf + 0j`` at
+    ``a = inf``, ``NaN + 0j`` at ``a = NaN``), ``expm1(+inf + bj)`` with ``b`` infinite or
+    NaN is ``inf + NaN j`` and ``expm1(-inf + bj)`` is ``-1 ± 0j``.
+    """
+    if (
+        x.__class__ is Array
+        and x._data.dtype.kind == "c"
+        and "expm1_complex" in _quirks(x._device._ns)
+    ):
+        return _complex_expm1(x)
     return unary("expm1", x, _FLOATING)
+
+
+def _complex_expm1(x: Array) -> Array:
+    """Complex ``expm1`` with the standard's values where the real part is infinite or the
+    imaginary part is zero; other elements keep the backend's result."""
+    ns = x._device._ns
+    a = x._data
+    try:
+        with np.errstate(all="ignore"):  # inf * 0 and overflow in the backend's formula
+            r = ns.expm1(a)
+            re, im = ns.real(a), ns.imag(a)
+            zero_im = im == 0
+            inf_re = ns.isinf(re)
+            if _any(ns, zero_im | inf_re):
+                rr, ri = ns.real(r), ns.imag(r)
+                # expm1(a ± 0j) = expm1(a) ± 0j, exactly (no exp(a) * 0 = NaN for large a)
+                rr = ns.where(zero_im, ns.where(re == 0, 0.0, ns.expm1(re)), rr)
+                ri = ns.where(zero_im, im, ri)
+                # (+inf, inf or NaN) -> (inf, NaN); (-inf, b) -> -1 + 0 * cis(b): the
+                # backend's imaginary part exp(-inf) * sin(b) = ±0 holds for finite b, and
+                # ±0 with b's sign (conj symmetry) stands in for infinite or NaN b
+                bad_im = ~ns.isfinite(im)
+                pinf = (re == math.inf) & bad_im
+                ninf = re == -math.inf
+                rr = ns.where(pinf, math.inf, ns.where(ninf, -1.0, rr))
+                ri = ns.where(pinf, math.nan, ns.where(ninf & bad_im, ns.copysign(0.0, im), ri))
+                r = _from_parts(ns, r, rr, ri)
+    except Exception as exc:
+        raise _translate("xp.expm1", exc) from None
+    return _wrap(r, x._device, x._tags)
 
 
 def floor(x: Array, /) -> Array:
@@ -714,8 +795,8 @@ def _complex_sign(x: Array) -> Array:
 
     Dividing by ``|x|`` as a complex number (what the backends do) overflows for subnormal
     moduli (``0+1e-311j`` gave ``nan+infj``); dividing the parts by the real modulus does
-    not. Zeros are returned as they are, and non-finite moduli keep the backend's
-    ``x / |x|`` special cases.
+    not. A zero of any signs gives ``0 + 0j`` (the standard's value), and non-finite moduli
+    keep the backend's ``x / |x|`` special cases.
     """
     ns = x._device._ns
     a = x._data
@@ -726,7 +807,7 @@ def _complex_sign(x: Array) -> Array:
         safe = ns.where(zero | ~finite, ns.ones_like(r), r)
         unit = ns.real(a) / safe + (ns.imag(a) / safe) * 1j
         with np.errstate(all="ignore"):  # the masked-out lanes of the fallback may overflow
-            out = ns.where(zero, a, ns.where(finite, unit, ns.sign(a)))
+            out = ns.where(zero, ns.zeros_like(a), ns.where(finite, unit, ns.sign(a)))
     except Exception as exc:
         raise _translate("xp.sign", exc) from None
     return _wrap(out, x._device, x._tags)
@@ -768,8 +849,36 @@ def tan(x: Array, /) -> Array:
 
 
 def tanh(x: Array, /) -> Array:
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent.
+
+    For complex ``x = a + bj`` with infinite ``a`` the result is ``±1 ± 0j`` with the signs
+    of ``a`` and ``b``, as the standard asks (C99, and NumPy, give the imaginary zero the
+    sign of ``sin(2b)``).
+    """
+    if (
+        x.__class__ is Array
+        and x._data.dtype.kind == "c"
+        and "tanh_complex" in _quirks(x._device._ns)
+    ):
+        return _complex_tanh(x)
     return unary("tanh", x, _FLOATING)
+
+
+def _complex_tanh(x: Array) -> Array:
+    """Complex ``tanh`` with ``tanh(±inf + bj) = ±1 + copysign(0, b) j``."""
+    ns = x._device._ns
+    a = x._data
+    try:
+        r = ns.tanh(a)
+        re = ns.real(a)
+        inf_re = ns.isinf(re)
+        if _any(ns, inf_re):
+            rr = ns.where(inf_re, ns.sign(re), ns.real(r))
+            ri = ns.where(inf_re, ns.copysign(0.0, ns.imag(a)), ns.imag(r))
+            r = _from_parts(ns, r, rr, ri)
+    except Exception as exc:
+        raise _translate("xp.tanh", exc) from None
+    return _wrap(r, x._device, x._tags)
 
 
 def trunc(x: Array, /) -> Array:

@@ -526,6 +526,38 @@ def test_every_elementwise_function_traces_with_its_corrections() -> None:
     assert checked == set(ELEMENTWISE_FUNCTIONS)
 
 
+def test_complex_special_values_are_corrected_in_the_namespace_also_under_jit() -> None:
+    """jax.numpy's complex special values are corrected by the JAX namespace itself, with
+    traceable code: hpcai's NumPy corrections (which write parts in place) never run on JAX,
+    and the standard's values hold on another device and inside xp.jit."""
+    from hpcai import _elementwise
+
+    ns = xp.resolve_device("jax:cpu:1")._ns
+    assert not {"expm1_complex", "tanh_complex"} & _elementwise._quirks(ns)
+    inf, nan = np.inf, np.nan
+    z = xp.asarray(
+        np.array([complex(-inf, inf), complex(inf, 2.0), complex(nan, inf), complex(0.0, nan)]),
+        device="jax:cpu:1",
+    )
+
+    def f(t):
+        return xp.expm1(t), xp.tanh(t), xp.log1p(t), xp.atanh(t), xp.cosh(t), xp.acos(t)
+
+    for e, th, l1, at, ch, ac in (f(z), xp.jit(f)(z)):
+        for r in (e, th, l1, at, ch, ac):
+            _on(r, "jax:cpu:1")
+        e, th, l1, at, ch, ac = (_host(r) for r in (e, th, l1, at, ch, ac))
+        assert e[0].real == -1.0 and e[0].imag == 0  # expm1(-inf + inf j) = -1 ± 0j
+        assert th[1] == 1 and not np.signbit(th[1].imag)  # tanh(inf + 2j) = 1 + 0j
+        assert l1[2].real == inf and np.isnan(l1[2].imag)  # log1p(nan + inf j) = inf + nan j
+        assert at[3].real == 0 and not np.signbit(at[3].real) and np.isnan(at[3].imag)
+        assert np.isnan(ch[3].real) and ch[3].imag == 0  # cosh(+0 + nan j) = nan ± 0j
+        assert ac[3].real == np.pi / 2 and np.isnan(ac[3].imag)  # acos(+0 + nan j)
+    # real input takes jax.numpy's own functions; sign(-0.0) is +0 there too
+    r = _host(xp.jit(xp.sign)(xp.asarray([-0.0, -2.0], device="jax:cpu:1")))
+    assert r.tolist() == [0.0, -1.0] and not np.signbit(r[0])
+
+
 def test_subnormals_flush_to_zero_on_jax_cpu() -> None:
     """XLA on CPU flushes subnormals (the standard leaves them implementation-defined)."""
     tiny = float(np.finfo(np.float64).smallest_normal)

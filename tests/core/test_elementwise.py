@@ -575,6 +575,18 @@ def test_round_halves_to_even_and_keeps_dtype(device: str) -> None:
         assert r.dtype == xp.int16 and to_numpy(r).tolist() == [3, -4]
 
 
+def test_rounding_functions_return_integral_floats_unchanged(device: str) -> None:
+    """x_i.is_integer() -> x_i, up to the largest float32 (what the official suite cannot
+    check reliably on a float32-only device; see ci/conformance-skips.txt)."""
+    big = np.array([2.0**24 + 2, 2.0**60, -(2.0**100), float(np.finfo(np.float32).max), 7.0, -0.0], np.float32)
+    x = xp.asarray(big, device=device)
+    for fn in (xp.round, xp.ceil, xp.floor, xp.trunc):
+        r = fn(x)
+        assert r.dtype == xp.float32
+        np.testing.assert_array_equal(to_numpy(r), big)
+        assert np.signbit(to_numpy(r)[-1])
+
+
 def test_rounding_functions_keep_signed_zeros(device: str) -> None:
     x = xp.asarray([-0.0, 0.0, -0.4, 0.4, -inf, nan], device=device)
     assert_exact(xp.ceil(x), [-0.0, 0.0, -0.0, 1.0, -inf, nan], device)
@@ -634,6 +646,153 @@ def test_comparisons_with_nan_and_signed_zero(device: str) -> None:
     assert to_numpy(xp.isnan(z)).tolist() == [True, False]
     assert to_numpy(xp.isinf(xp.asarray([complex(nan, inf)], device=device))).tolist() == [True]
     assert to_numpy(xp.isfinite(xp.asarray([1, 2], device=device))).tolist() == [True, True]
+
+
+# --------------------------------------------------------------------------------------------
+# complex special cases (C99 Annex G as the standard states them), corrected where a backend
+# deviates: NumPy's expm1 and tanh, jax.numpy's inverse and hyperbolic functions and log1p
+# --------------------------------------------------------------------------------------------
+PM = "±"  # a part whose sign the standard leaves unspecified (the value is still checked)
+HALF_PI = math.pi / 2
+
+# function -> [(x, (real part, imaginary part))]; a part may be (PM, value)
+COMPLEX_CASES: dict[str, list[tuple[complex, tuple[Any, Any]]]] = {
+    "expm1": [
+        (complex(0.0, 0.0), (0.0, 0.0)), (complex(-0.0, 0.0), (0.0, 0.0)),
+        (complex(-0.0, -0.0), (0.0, -0.0)), (complex(inf, 0.0), (inf, 0.0)),
+        (complex(inf, -0.0), (inf, -0.0)), (complex(nan, 0.0), (nan, 0.0)),
+        (complex(1000.0, 0.0), (inf, 0.0)),  # exp(a) * sin(0) must not be inf * 0
+        (complex(-inf, inf), (-1.0, (PM, 0.0))), (complex(-inf, nan), (-1.0, (PM, 0.0))),
+        (complex(inf, inf), ((PM, inf), nan)), (complex(inf, nan), ((PM, inf), nan)),
+        (complex(-inf, 2.0), (-1.0, 0.0)), (complex(-inf, 4.0), (-1.0, -0.0)),  # -1 + 0*cis(b)
+        (complex(1.0, inf), (nan, nan)), (complex(1.0, nan), (nan, nan)),
+        (complex(nan, 1.0), (nan, nan)), (complex(nan, nan), (nan, nan)),
+    ],
+    "tanh": [
+        (complex(inf, 2.0), (1.0, 0.0)), (complex(inf, -2.0), (1.0, -0.0)),  # sin(4) < 0
+        (complex(-inf, 2.0), (-1.0, 0.0)), (complex(inf, 1e30), (1.0, 0.0)),
+        (complex(inf, 0.0), (1.0, 0.0)), (complex(inf, inf), (1.0, (PM, 0.0))),
+        (complex(inf, nan), (1.0, (PM, 0.0))), (complex(0.0, inf), (0.0, nan)),
+        (complex(0.0, nan), (0.0, nan)), (complex(-0.0, nan), (-0.0, nan)),
+        (complex(nan, 0.0), (nan, 0.0)), (complex(nan, -0.0), (nan, -0.0)),
+        (complex(nan, 1.0), (nan, nan)), (complex(1.0, inf), (nan, nan)),
+        (complex(1.0, nan), (nan, nan)),
+    ],
+    "sinh": [
+        (complex(0.0, inf), ((PM, 0.0), nan)), (complex(0.0, nan), ((PM, 0.0), nan)),
+        (complex(inf, inf), ((PM, inf), nan)), (complex(inf, nan), ((PM, inf), nan)),
+        (complex(nan, 0.0), (nan, 0.0)), (complex(nan, -0.0), (nan, -0.0)),
+        (complex(nan, 1.0), (nan, nan)), (complex(1.0, inf), (nan, nan)),
+        (complex(1.0, nan), (nan, nan)), (complex(inf, 0.0), (inf, 0.0)),
+    ],
+    "cosh": [
+        (complex(0.0, inf), (nan, (PM, 0.0))), (complex(0.0, nan), (nan, (PM, 0.0))),
+        (complex(inf, inf), ((PM, inf), nan)), (complex(inf, nan), (inf, nan)),
+        (complex(nan, 0.0), (nan, (PM, 0.0))), (complex(nan, 1.0), (nan, nan)),
+        (complex(1.0, inf), (nan, nan)), (complex(1.0, nan), (nan, nan)),
+        (complex(inf, 0.0), (inf, 0.0)),
+    ],
+    "acos": [
+        (complex(0.0, nan), (HALF_PI, nan)), (complex(-0.0, nan), (HALF_PI, nan)),
+        (complex(2.0, nan), (nan, nan)), (complex(1e30, nan), (nan, nan)),
+        (complex(inf, nan), (nan, (PM, inf))), (complex(nan, inf), (nan, -inf)),
+        (complex(nan, 1.0), (nan, nan)), (complex(nan, nan), (nan, nan)),
+        (complex(0.0, inf), (HALF_PI, -inf)),
+    ],
+    "acosh": [
+        (complex(0.0, nan), (nan, (PM, HALF_PI))), (complex(1e30, nan), (nan, nan)),
+        (complex(2.0, nan), (nan, nan)), (complex(inf, nan), (inf, nan)),
+        (complex(-inf, nan), (inf, nan)), (complex(nan, inf), (inf, nan)),
+        (complex(nan, 1.0), (nan, nan)), (complex(nan, nan), (nan, nan)),
+    ],
+    "asinh": [
+        (complex(nan, 0.0), (nan, 0.0)), (complex(nan, 1e30), (nan, nan)),
+        (complex(nan, -1e30), (nan, nan)), (complex(1.0, nan), (nan, nan)),
+        (complex(inf, nan), (inf, nan)), (complex(nan, inf), ((PM, inf), nan)),
+        (complex(nan, nan), (nan, nan)),
+    ],
+    "atanh": [
+        (complex(0.0, nan), (0.0, nan)), (complex(-0.0, nan), (-0.0, nan)),
+        (complex(inf, nan), (0.0, nan)), (complex(0.5, nan), (nan, nan)),
+        (complex(1e30, nan), (nan, nan)), (complex(nan, 0.0), (nan, nan)),
+        (complex(nan, 1.0), (nan, nan)), (complex(nan, nan), (nan, nan)),
+        (complex(nan, inf), ((PM, 0.0), HALF_PI)), (complex(nan, -inf), ((PM, 0.0), -HALF_PI)),
+    ],
+    "log1p": [
+        (complex(inf, nan), (inf, nan)), (complex(-inf, nan), (inf, nan)),
+        (complex(nan, inf), (inf, nan)), (complex(nan, -inf), (inf, nan)),
+        (complex(1.0, nan), (nan, nan)), (complex(nan, 1.0), (nan, nan)),
+    ],
+}  # fmt: skip
+
+
+def _assert_part(got: float, want: Any, rtype: type, where: str) -> None:
+    any_sign = isinstance(want, tuple)
+    w = float(rtype(want[1] if any_sign else want))  # pi/2 rounded as the dtype rounds it
+    if math.isnan(w):
+        assert math.isnan(got), f"{where}: got {got!r}, want NaN"
+    elif any_sign:
+        assert abs(got) == w, f"{where}: got {got!r}, want ±{w!r}"
+    else:
+        assert got == w and math.copysign(1, got) == math.copysign(1, w), (
+            f"{where}: got {got!r}, want {w!r}"
+        )
+
+
+@pytest.mark.parametrize("fname", sorted(COMPLEX_CASES))
+def test_complex_special_cases_follow_the_standard(fname: str, device: str) -> None:
+    cases = COMPLEX_CASES[fname]
+    f = getattr(xp, fname)
+    for dtype in supported(device, COMPLEX):
+        rtype = np.float32 if dtype == "complex64" else np.float64
+        a = np.array([z for z, _ in cases], dtype=dtype)
+        res = f(xp.asarray(a, device=device))
+        assert res.dtype == np.dtype(dtype) and str(res.device) == device
+        got = to_numpy(res)
+        # also one element at a time (0-d arrays), where NumPy's ufuncs return scalars
+        single = [complex(to_numpy(f(xp.asarray(a[i], device=device)))) for i in range(len(a))]
+        for i, (z, (wr, wi)) in enumerate(cases):
+            for g in (complex(got[i]), single[i]):
+                where = f"{fname}({z}) [{dtype}] = {g}"
+                _assert_part(g.real, wr, rtype, where + " real part")
+                _assert_part(g.imag, wi, rtype, where + " imaginary part")
+
+
+NUMPY_NAMES = {"acos": "arccos", "acosh": "arccosh", "asinh": "arcsinh", "atanh": "arctanh"}
+
+
+@pytest.mark.parametrize("fname", sorted(COMPLEX_CASES))
+def test_complex_corrections_keep_ordinary_values(fname: str, device: str) -> None:
+    # elements beside special ones keep the backend's values
+    rng = np.random.default_rng(5)
+    for dtype in supported(device, COMPLEX):
+        a = (rng.uniform(-2, 2, 8) + 1j * rng.uniform(-2, 2, 8)).astype(dtype)
+        a[3] = complex(inf, 2.0)
+        a[5] = complex(nan, 0.0)
+        got = to_numpy(getattr(xp, fname)(xp.asarray(a, device=device)))
+        want = getattr(np, NUMPY_NAMES.get(fname, fname))(a)
+        keep = [0, 1, 2, 4, 6, 7]
+        tol = 1e-5 if dtype == "complex64" else 1e-12
+        np.testing.assert_allclose(got[keep], want[keep], rtol=tol, atol=tol)
+
+
+def test_sign_of_zero_is_positive_zero(device: str) -> None:
+    # the standard's "0" and "0 + 0j" for zeros of any sign
+    for dtype in supported(device, REAL_FLOAT):
+        assert_exact(
+            xp.sign(xp.asarray(np.array([-0.0, 0.0], dtype=dtype), device=device)),
+            [0.0, 0.0],
+            device,
+        )
+    for dtype in supported(device, COMPLEX):
+        z = np.array(
+            [complex(0.0, 0.0), complex(-0.0, 0.0), complex(0.0, -0.0), complex(-0.0, -0.0)],
+            dtype=dtype,
+        )
+        got = to_numpy(xp.sign(xp.asarray(z, device=device)))
+        assert got.dtype == np.dtype(dtype)
+        assert not np.signbit(got.real).any() and not np.signbit(got.imag).any(), got
+        assert (got == 0).all()
 
 
 # --------------------------------------------------------------------------------------------
