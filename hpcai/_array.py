@@ -762,7 +762,7 @@ def _install_fast_binary_operators() -> None:
             "op": op,
         }
         exec(_FAST_TEMPLATE.format(name=name, symbol=symbol), scope)  # a fixed template, no user input
-        fast = scope[name]
+        fast: Any = scope[name]
         general = getattr(Array, name)
         fast.__doc__ = general.__doc__
         fast.__annotations__ = general.__annotations__
