@@ -20,7 +20,11 @@ Semantics worth knowing:
   arrays are copies, not views: writing into ``x`` never changes an ``x[:2]`` taken before.
 * **Pytrees.** hpcai Arrays are registered as JAX pytrees (leaf: the native array; aux
   data: device and tags), so ``jax.jit``, ``jax.grad`` and ``jax.tree_util`` accept them
-  and give back Arrays on the same device with the same tags; ``xp.jit`` builds on this.
+  and give back Arrays with the same tags. Flattening a concrete Array hands its raw
+  leaf out of hpcai: an export, decided like ``__array__`` (refused under
+  ``export = "false"``). Rebuilding takes the device from the leaf, and a leaf on another
+  device (``jax.device_put(x, other)``) is a placement decided under the policy.
+  ``xp.jit`` hands Arrays to XLA without flattening them, so it is not an export.
 * **Special cases.** Results follow the standard's special cases as on NumPy: XLA's
   division by a broadcast divisor (computed as a multiplication by the reciprocal) and
   ``jax.numpy``'s complex special values are corrected in the namespace this backend
@@ -71,17 +75,69 @@ _KDL_EXT = 12
 # --------------------------------------------------------------------------------------------
 # hpcai Arrays as JAX pytrees
 # --------------------------------------------------------------------------------------------
+_Tracer = jax.core.Tracer
+
+
 def _flatten(a: Array) -> tuple[tuple[Any], tuple[Device, TagSet | None]]:
-    return (a._data,), (a._device, a._tags)
+    # The leaf is the raw JAX array: outside a trace it leaves hpcai's control (the caller
+    # can keep it, move it, convert it), so flattening a concrete array is an export,
+    # decided and audited like __array__. Tracers are the data of a computation being
+    # traced, not values leaving. xp.jit passes Arrays to XLA without this path.
+    data = a._data
+    if not isinstance(data, _Tracer):
+        from hpcai import _transfer
+
+        guard = _transfer.export_guard
+        if guard is not None:
+            guard(a, "pytree flatten", None)
+    return (data,), (a._device, a._tags)
 
 
 def _unflatten(aux: tuple[Device, TagSet | None], children: Any) -> Array:
-    # JAX rebuilds pytrees with tracers and placeholder leaves (None, object()), so the
-    # leaf is stored as given: no adoption, no checks.
+    # JAX rebuilds pytrees with tracers and placeholder leaves (None, object()), which are
+    # stored as given. A concrete leaf determines the device: jax.device_put(x, other)
+    # rebuilds x with a leaf on another device, and the wrapper must say so; data with tags
+    # arriving on a device is a placement, decided under the policy (nothing is built when
+    # it refuses).
+    leaf = children[0]
+    device, tags = aux
+    if isinstance(leaf, jax.Array) and not isinstance(leaf, _Tracer):
+        where = _leaf_device(leaf)
+        if where is not None and where is not device:
+            from hpcai.residency import check_placement
+
+            check_placement(tags, where, operation="pytree unflatten", nbytes=int(leaf.nbytes))
+            device = where
+    elif isinstance(leaf, np.ndarray):
+        from hpcai._device import resolve_device
+
+        host = resolve_device("numpy:cpu")
+        if host is not device:
+            from hpcai.residency import check_placement
+
+            check_placement(tags, host, operation="pytree unflatten", nbytes=int(leaf.nbytes))
+            device = host
     a = object.__new__(Array)
-    a._data = children[0]
-    a._device, a._tags = aux
+    a._data = leaf
+    a._device = device
+    a._tags = tags
     return a
+
+
+def _leaf_device(leaf: Any) -> Device | None:
+    """The hpcai device a concrete JAX array lives on (None when sharded or unknown)."""
+    try:
+        devices = leaf.devices()
+    except Exception:  # deleted or otherwise unplaced
+        return None
+    if len(devices) != 1:
+        return None
+    from hpcai.backends import get_backend
+
+    try:
+        return get_backend("jax").device_of(leaf)  # type: ignore[attr-defined, no-any-return]
+    except Exception:
+        return None
 
 
 try:

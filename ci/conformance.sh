@@ -116,7 +116,9 @@ for n, line in enumerate(open(path), 1):
 PY
     skip_dtypes=""
     if [[ "$module" == "hpcai" && -n "$device" ]]; then
-        skip_dtypes="$(HPCAI_CONFIG="$config" "$py" -c '
+        # (from the work folder: in the repository root, `import hpcai` would find the
+        # source folder instead of the installed package)
+        skip_dtypes="$(cd "$work" && HPCAI_CONFIG="$config" "$py" -c '
 import sys, hpcai as xp
 have = xp.__array_namespace_info__().dtypes(device=sys.argv[1])
 std = ("bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float32 float64 complex64 complex128").split()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from . import _tags
+from . import _memory, _tags, _transfer
 from ._device import Device, resolve_device
 from ._dtypes import _PUBLIC as _PUBLIC_DTYPES
 from ._dtypes import DType
@@ -136,8 +136,17 @@ def _operand(fname: str, self: Array, other: object) -> Any:
 
 
 def _rebuild(host: np.ndarray, device: str, tags: TagSet | None) -> Array:
-    """Unpickle an Array onto the device it was pickled from."""
+    """Unpickle an Array onto the device it was pickled from.
+
+    The receiving process decides, under its own policy, whether data with these tags may
+    be on that device (a placement decision, audited when covered); nothing is created
+    when it refuses.
+    """
     dev = resolve_device(device)
+    if tags is not None or _transfer.move_guard is not None:
+        from .residency import check_placement
+
+        check_placement(tags, dev, operation="unpickle", nbytes=int(host.nbytes))
     if dev.is_host:
         return _wrap(host, dev, tags)
     return _wrap(dev._backend.from_host(host, dev, copy=True), dev, tags)
@@ -285,6 +294,8 @@ class Array:
             if o is NotImplemented:
                 return NotImplemented  # type: ignore[no-any-return]
             t = self._tags
+        if t is not None:  # tagged values are written into memory other arrays may share
+            _memory.written(self, t, fname)
         data = self._data
         try:
             r = op(data, o)
@@ -578,6 +589,9 @@ class Array:
             if v is NotImplemented:
                 raise DTypeError(f"__setitem__: value must be an hpcai Array or a Python scalar, got {type(value).__name__}")
             vt = None
+        wt = _tags.union(kt, vt)
+        if wt is not None:  # tagged values are written into memory other arrays may share
+            _memory.written(self, wt, "__setitem__")
         dev = self._device
         try:
             self._data = dev._backend.setitem(dev, self._data, k, v)
@@ -602,6 +616,11 @@ class Array:
     def _scalar(self, conv: Callable[[Any], Any], fname: str) -> Any:
         if self._data.ndim != 0:
             raise ShapeError(f"{fname}: only 0-d arrays convert to Python scalars, got shape {self.shape}")
+        # A Python number leaves hpcai's control (no device, no tags): an export, decided
+        # (and, for covered data, audited) like __array__ and __dlpack__.
+        guard = _transfer.export_guard
+        if guard is not None:
+            guard(self, fname, None)
         try:
             return conv(self._data)
         except Exception as exc:
@@ -673,16 +692,32 @@ class Array:
 
     # -- pickling and repr ------------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickle support: the data is copied to the host and restored onto the same device."""
+        """Pickle support: the data is copied to the host and restored onto the same device.
+
+        Pickled bytes hold the values outside hpcai's control, so pickling is an export
+        (decided, audited for covered data, refused under ``export = "false"``). The tags
+        travel inside the pickle, and unpickling is a placement decision in the receiving
+        process, under its own policy (see :func:`_rebuild`).
+        """
         dev = self._device
+        guard = _transfer.export_guard
+        if guard is not None:
+            guard(self, "pickle", None)
         host = dev._backend.to_host(self._data, dev)
         return (_rebuild, (np.asarray(host), dev.spec.name, self._tags))
 
     def __repr__(self) -> str:
-        """A readable representation with dtype, device and tags."""
+        """A readable representation with dtype, device and tags.
+
+        Values shown as text leave hpcai's control like any export: where the policy
+        refuses the export of this array's tags (``export = "false"``), they are redacted.
+        """
         dev = self._device
         try:
-            body = np.array2string(np.asarray(dev._backend.to_host(self._data, dev)), separator=", ", threshold=20)
+            if _transfer.export_refused(self):
+                body = "<redacted: export of this data is refused by the residency policy>"
+            else:
+                body = np.array2string(np.asarray(dev._backend.to_host(self._data, dev)), separator=", ", threshold=20)
         except Exception:  # repr must never fail
             body = "..."
         tags = ""

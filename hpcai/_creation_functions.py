@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import _memory
 from ._array import Array, _translate, _wrap
 from ._device import Device, DeviceLike, all_devices, resolve_device
 from ._dtypes import DTYPES_BY_NAME, _all_dtypes
@@ -56,6 +57,8 @@ def _foreign_to_array(obj: Any) -> Array | None:
     from hpcai.backends import backend_infos, get_backend
 
     if isinstance(obj, np.ndarray):
+        # The caller keeps its array: writes of tagged values into this memory are exports.
+        _memory.mark_foreign(obj)
         return _wrap(obj, resolve_device("numpy:cpu"), None)
     if isinstance(obj, (*_SCALARS, list, tuple)):
         return None
@@ -192,6 +195,8 @@ def asarray(
         if dev.is_host:
             data = dev._backend.create(dev, "asarray", obj, dtype=dtype, copy=copy)
             host = data
+            if not _is_python_data(obj) and getattr(data, "base", None) is not None:
+                _memory.mark_foreign(data)  # a caller's buffer, wrapped without a copy
         else:
             host = np.asarray(obj, dtype=dtype)
         if dtype is None and _is_python_data(obj):
@@ -371,7 +376,12 @@ def empty(
     dtype: Any = None,
     device: DeviceLike | None = None,
 ) -> Array:
-    """An uninitialised array of *shape* on *device* (its memory is charged like any other).
+    """An array of *shape* on *device* whose values the standard leaves unspecified.
+
+    hpcai fills it with zeros: freed memory can still hold another array's values (covered
+    data included), and handing those out as a fresh, untagged array would move them
+    without a decision. NumPy (calloc), the emulated devices and CuPy get zeroed memory
+    cheaply; JAX has no uninitialised arrays at all.
 
     >>> import hpcai as xp
     >>> xp.empty((2, 2), device="emulated:0").shape
@@ -380,7 +390,35 @@ def empty(
     dev = resolve_device(device)
     dt = _dtype_or_default("empty", dtype, dev, "real floating")
     shp = _shape("empty", shape)
-    return _wrap(_create("empty", dev, shp, dtype=dt), dev, None)
+    return _wrap(_create("zeros", dev, shp, dtype=dt), dev, None)
+
+
+def _arg_tags(*args: Any) -> Any:
+    """The union of the tags of the 0-d Arrays among scalar arguments (``eye(n, k=x[0])``).
+
+    Their values shape the result (where the ones of ``eye`` are, the values of
+    ``arange``), so the result derives from them and carries their tags.
+    """
+    tags = None
+    for a in args:
+        if a.__class__ is Array:
+            tags = union(tags, a._tags)
+    return tags
+
+
+def _fill_tags(fname: str, fill_value: Any, dev: Device) -> Any:
+    """The tags a 0-d Array *fill_value* brings into an array made on *dev*.
+
+    Its value becomes data of the new array, so its tags go with it; reading it from
+    another device is a movement, decided like one (nothing is created when denied).
+    """
+    if fill_value.__class__ is not Array:
+        return None
+    if fill_value._device is not dev:
+        from ._transfer import check_move
+
+        check_move(fill_value, fill_value._device, dev, f"xp.{fname}")
+    return fill_value._tags
 
 
 def _fill_kind(fname: str, fill_value: Any) -> tuple[bool | int | float | complex, str]:
@@ -388,7 +426,7 @@ def _fill_kind(fname: str, fill_value: Any) -> tuple[bool | int | float | comple
     if fill_value.__class__ is Array:
         if fill_value.ndim != 0:
             raise ShapeError(f"xp.{fname}: fill_value must be a scalar, got an array of shape {fill_value.shape}")
-        fill_value = fill_value._data.item()
+        fill_value = fill_value._device._backend.to_host(fill_value._data, fill_value._device).item()
     elif isinstance(fill_value, np.generic):
         fill_value = fill_value.item()
     if isinstance(fill_value, bool):
@@ -442,10 +480,11 @@ def full(
     Array([7, 7], dtype=int64, device='numpy:cpu')
     """
     dev = resolve_device(device)
+    tags = _fill_tags("full", fill_value, dev)
     value, vkind = _fill_kind("full", fill_value)
     dt = _fill_dtype("full", value, vkind, dtype, dev)
     shp = _shape("full", shape)
-    return _wrap(_create("full", dev, shp, value, dtype=dt), dev, None)
+    return _wrap(_create("full", dev, shp, value, dtype=dt), dev, tags)
 
 
 def _like_target(fname: str, x: Any, dtype: Any, device: DeviceLike | None) -> tuple[Array, Device, np.dtype[Any]]:
@@ -478,14 +517,16 @@ def ones_like(x: Array, /, *, dtype: Any = None, device: DeviceLike | None = Non
 
 
 def empty_like(x: Array, /, *, dtype: Any = None, device: DeviceLike | None = None) -> Array:
-    """An uninitialised array with the shape of *x*, on x's device with x's dtype and tags by default.
+    """An array with the shape of *x*, on x's device with x's dtype and tags by default.
+
+    Like :func:`empty`, the values are zeros: memory is never handed out uninitialised.
 
     >>> import hpcai as xp
     >>> xp.empty_like(xp.ones((2, 3)), device="emulated:0").shape
     (2, 3)
     """
     x, dev, dt = _like_target("empty_like", x, dtype, device)
-    return _wrap(_create("empty", dev, x.shape, dtype=dt), dev, x._tags)
+    return _wrap(_create("zeros", dev, x.shape, dtype=dt), dev, x._tags)
 
 
 def full_like(
@@ -503,9 +544,10 @@ def full_like(
     Array([0.5, 0.5], dtype=float64, device='numpy:cpu')
     """
     x, dev, _ = _like_target("full_like", x, dtype, device)
+    tags = union(x._tags, _fill_tags("full_like", fill_value, dev))
     value, vkind = _fill_kind("full_like", fill_value)
     dt = _fill_dtype("full_like", value, vkind, x._data.dtype if dtype is None else dtype, dev)
-    return _wrap(_create("full", dev, x.shape, value, dtype=dt), dev, x._tags)
+    return _wrap(_create("full", dev, x.shape, value, dtype=dt), dev, tags)
 
 
 def _real_number(fname: str, name: str, v: Any) -> int | float:
@@ -548,7 +590,7 @@ def arange(
         for v in vals:
             if isinstance(v, int) and not info.min <= v <= info.max:
                 raise ScalarOverflowError(f"xp.arange: {v} does not fit {dt}; pass a wider dtype")
-    return _wrap(_create("arange", dev, a, b, s, dtype=dt), dev, None)
+    return _wrap(_create("arange", dev, a, b, s, dtype=dt), dev, _arg_tags(start, stop, step))
 
 
 def eye(
@@ -571,7 +613,7 @@ def eye(
     cols = rows if n_cols is None else _nonneg_int("eye", "n_cols", n_cols)
     kk = _int_arg("eye", "k", k)
     dt = _dtype_or_default("eye", dtype, dev, "real floating")
-    return _wrap(_create("eye", dev, rows, cols, k=kk, dtype=dt), dev, None)
+    return _wrap(_create("eye", dev, rows, cols, k=kk, dtype=dt), dev, _arg_tags(n_rows, n_cols, k))
 
 
 def _int_arg(fname: str, name: str, v: Any) -> int:
@@ -622,7 +664,7 @@ def linspace(
     if is_complex and dt.kind != "c":
         raise DTypeError(f"xp.linspace: complex start/stop need a complex dtype, got {dt}")
     data = _create("linspace", dev, vals[0], vals[1], n, dtype=dt, endpoint=bool(endpoint))
-    return _wrap(data, dev, None)
+    return _wrap(data, dev, _arg_tags(start, stop, num))
 
 
 def meshgrid(*arrays: Array, indexing: Literal["xy", "ij"] = "xy") -> list[Array]:
@@ -664,7 +706,7 @@ def _matrix_op(fname: str, x: Any, k: int) -> Array:
         r = getattr(dev._ns, fname)(x._data, k=kk)
     except Exception as exc:
         raise _translate(f"xp.{fname}", exc) from None
-    return _wrap(r, dev, x._tags)
+    return _wrap(r, dev, union(x._tags, _arg_tags(k)))
 
 
 def tril(x: Array, /, *, k: int = 0) -> Array:
@@ -732,5 +774,7 @@ def from_dlpack(x: object, /, *, device: DeviceLike | None = None, copy: bool | 
     _check_result_dtype("from_dlpack", host.dtype)
     arr = _wrap(host, host_dev, None)
     if dst is host_dev:
+        if host_copy is not True:
+            _memory.mark_foreign(host)  # the producer keeps this memory
         return arr
     return move(arr, dst, op="from_dlpack")

@@ -1,9 +1,10 @@
 """``xp.jit``: compile a function of hpcai arrays with ``jax.jit`` when they live on JAX devices.
 
-hpcai Arrays are JAX pytrees (registered by the JAX backend: the leaf is the native
-array, the device and tags travel as static data), so ``jax.jit`` traces a function of
-Arrays as it is, and its outputs come back as Arrays on the same device with the tags
-the computation gave them. On every other device the function runs unchanged, so code
+The native arrays of the hpcai Arrays among the arguments are traced, their devices and
+tags travel as static data, so the function sees Arrays, and its outputs come back as
+Arrays on the same device with the tags the computation gave them. (hpcai Arrays are JAX
+pytrees too, but flattening one outside a trace hands out its raw data, an export; xp.jit
+does not flatten them.) On every other device the function runs unchanged, so code
 decorated with ``xp.jit`` stays portable.
 """
 
@@ -23,6 +24,35 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Placeholder in the static part of a call for a leaf that is passed to XLA.
 _DYNAMIC = ("hpcai.jit", "dynamic")
+
+
+class _ArraySlot:
+    """The static part of an Array argument: its device and tags (hashable, compared by value)."""
+
+    __slots__ = ("device", "tags")
+
+    def __init__(self, device: Any, tags: Any) -> None:
+        self.device = device
+        self.tags = tags
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is _ArraySlot and (self.device, self.tags) == (other.device, other.tags)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.device, self.tags))
+
+
+def _is_array(obj: Any) -> bool:
+    return obj.__class__ is Array
+
+
+def _rebuilt(data: Any, slot: _ArraySlot) -> Array:
+    """An Array around traced *data* with the static device and tags of *slot*."""
+    a = object.__new__(Array)
+    a._data = data
+    a._device = slot.device
+    a._tags = slot.tags
+    return a
 
 
 def _arrays_in(obj: Any, out: list[Array]) -> list[Array]:
@@ -48,18 +78,6 @@ def _on_jax(arrays: list[Array]) -> bool:
     return True
 
 
-def _committed(device: Any) -> Callable[[Any], Any]:
-    """A map over outputs that commits each Array's native array to *device* (no copy)."""
-    import jax
-
-    def commit(leaf: Any) -> Any:
-        if leaf.__class__ is Array and not leaf._data.committed:
-            leaf._data = jax.device_put(leaf._data, device)
-        return leaf
-
-    return commit
-
-
 def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any], Any], Any]:
     """``jax.jit`` of *f*: Arrays (their native leaves) are traced, everything else is static."""
     import jax
@@ -72,7 +90,14 @@ def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]
     def traced(dynamic: list[Any], static: tuple[Any, tuple[Any, ...]]) -> Any:
         treedef, consts = static
         it = iter(dynamic)
-        leaves = [next(it) if c is _DYNAMIC else c for c in consts]
+        leaves = []
+        for c in consts:
+            if c is _DYNAMIC:
+                leaves.append(next(it))
+            elif c.__class__ is _ArraySlot:
+                leaves.append(_rebuilt(next(it), c))
+            else:
+                leaves.append(c)
         args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
         inputs = _arrays_in(kwargs, _arrays_in(args, []))
         device = inputs[0]._device
@@ -85,17 +110,27 @@ def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]
                 return leaf
             return _wrap(jax.numpy.asarray(leaf), device, tags)
 
-        out = f(*args, **kwargs)
-        return jax.tree_util.tree_map(as_output, out, is_leaf=lambda o: o.__class__ is Array)
+        out = jax.tree_util.tree_map(as_output, f(*args, **kwargs), is_leaf=_is_array)
+        # The outputs leave XLA as raw arrays and their devices and tags as static data: JAX
+        # re-flattens concrete outputs, and a flattened concrete Array counts as an export.
+        flat, out_tree = jax.tree_util.tree_flatten(out, is_leaf=_is_array)
+        out_meta[static] = (out_tree, [_ArraySlot(o._device, o._tags) for o in flat])
+        return [o._data for o in flat]
 
+    out_meta: dict[Any, tuple[Any, list[_ArraySlot]]] = {}
     jitted = jax.jit(traced, static_argnums=1)
 
     def call(args: tuple[Any, ...], kwargs: dict[str, Any], device: Any) -> Any:
-        leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+        # Arrays are leaves here (their data goes to XLA on their own device, with device and
+        # tags as static data): not the registered pytree flatten, which is an export.
+        leaves, treedef = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_array)
         dynamic: list[Any] = []
         consts: list[Any] = []
         for leaf in leaves:
-            if isinstance(leaf, jax.Array):
+            if leaf.__class__ is Array:
+                dynamic.append(leaf._data)
+                consts.append(_ArraySlot(leaf._device, leaf._tags))
+            elif isinstance(leaf, jax.Array):
                 dynamic.append(leaf)
                 consts.append(_DYNAMIC)
             else:
@@ -110,9 +145,16 @@ def _compile(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]
                 consts.append(leaf)
         # Outputs that do not depend on the inputs' values are constants, which JAX places,
         # uncommitted, on its default device: make that the inputs' device, and commit them.
+        static = (treedef, tuple(consts))
         with jax.default_device(device):
-            out = jitted(dynamic, (treedef, tuple(consts)))
-        return jax.tree_util.tree_map(_committed(device), out, is_leaf=lambda o: o.__class__ is Array)
+            raw = jitted(dynamic, static)
+        out_tree, slots = out_meta[static]
+        outs = []
+        for r, slot in zip(raw, slots, strict=True):
+            if not r.committed:  # constants: JAX leaves them uncommitted on its default device
+                r = jax.device_put(r, device)
+            outs.append(_rebuilt(r, slot))
+        return jax.tree_util.tree_unflatten(out_tree, outs)
 
     return call
 

@@ -99,6 +99,19 @@ move_guard: Callable[[Array, Device, Device, str], None] | None = None
 export_guard: Callable[[Array, str, Any], None] | None = None
 
 
+def export_refused(x: Array) -> bool:
+    """Whether the policy refuses to let *x*'s values leave hpcai (a pure decision: nothing is
+    recorded). Used where values would leave as text (``repr``), to redact them."""
+    if export_guard is None:
+        return False
+    from .residency import current_policy
+
+    pol = current_policy()
+    if x._tags is None and not pol.untagged_covered:
+        return False
+    return not pol.decide_device("export", x._tags, x._device).allowed
+
+
 @contextmanager
 def transfers(*, forbid: bool = False) -> Iterator[TransferLog]:
     """Record (or, with ``forbid=True``, refuse) every data movement inside the block.

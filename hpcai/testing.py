@@ -32,7 +32,41 @@ import numpy as np
 import hpcai as xp
 from hpcai.errors import DeviceMismatchError, InvalidArgumentError, TransferForbiddenError
 
-__all__ = ["DeviceTests", "exact_matmul", "phi_matrix", "to_numpy"]
+__all__ = ["ATTACK_POLICY", "DeviceTests", "exact_matmul", "phi_matrix", "to_numpy"]
+
+#: The policy the adversarial tests (tests/security) attack: personal data is computed on
+#: only in the EU and stored only on EU non-hyperscaler endpoints; data handled as
+#: internal never leaves hpcai. ``emulated:1`` and ``jax:cpu:1`` are US hyperscaler devices.
+ATTACK_POLICY = """
+[site]
+country = "DE"
+jurisdiction = "EU"
+provider = "onprem"
+
+[devices."emulated:1"]
+attributes = { country = "US", jurisdiction = "US", provider = "hyperscaler" }
+
+[devices."jax:cpu:1"]
+attributes = { country = "US", jurisdiction = "US", provider = "hyperscaler" }
+
+[groups]
+eu = ["AT", "BE", "DE", "FR", "NL"]
+
+[[policy.rules]]
+name = "gdpr-personal"
+match = "classification=personal"
+compute = "country=@eu"
+store = "country=@eu & provider!=hyperscaler"
+effect = "deny"
+
+[[policy.rules]]
+name = "internal-only"
+match = "handling=internal"
+export = "false"
+
+[audit]
+path = "audit.jsonl"
+"""
 
 
 def to_numpy(x: Any) -> np.ndarray:

@@ -328,7 +328,10 @@ def test_operators_and_inplace_match_functions(device: str, data: Any) -> None:
         z = xp.asarray(x, copy=True)
         op = {"add": operator.iadd, "subtract": operator.isub, "multiply": operator.imul}[fname]
         z = quiet(lambda: op(z, y))
-        same(z, quiet(lambda: BINARY[fname][0](host(a), host(b))), device)
+        # against NumPy's in-place operator: for 0-d complex64 NumPy's out-of-place product
+        # takes its scalar path and may differ from the in-place ufunc loop in the last bit
+        ref = np.array(host(a), copy=True)
+        same(z, quiet(lambda: op(ref, host(b))), device)
 
 
 @SETTINGS
