@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'library':8} {'op':8} {'size':>9} {'hpcai/raw':>10} {'added':>10}")
+    print(f"{'library':8} {'op':12} {'size':>9} {'hpcai/raw':>10} {'added':>10}")
     for r in rows:
-        print(f"{r['library']:8} {r['op']:8} {r['size']:>9,} {r['ratio']:>9.2f}x {r['added_us']:>8.2f}us")
+        print(f"{r['library']:8} {r['op']:12} {r['size']:>9,} {r['ratio']:>9.2f}x {r['added_us']:>8.2f}us")
     add1 = next(r for r in rows if r["library"] == "numpy" and r["op"] == "x + y" and r["size"] == 1)
     add6 = next(r for r in rows if r["library"] == "numpy" and r["op"] == "x + y" and r["size"] == 1_000_000)
     tag1 = next(r for r in rows if r["library"] == "numpy" and r["op"] == "tagged x + y" and r["size"] == 1)

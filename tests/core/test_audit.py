@@ -1,4 +1,8 @@
-"""The audit log: hash chain, head anchor, concurrent appends, tamper detection."""
+"""The audit log: hash chain, head anchor, concurrent appends, tamper detection.
+
+These run the unkeyed chain (no audit key in the environment); the keyed chain and the
+attacks it defends against are in tests/security/test_audit_log.py.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,12 @@ import pytest
 
 from hpcai import audit
 from hpcai.errors import AuditError, InvalidArgumentError
+
+
+@pytest.fixture(autouse=True)
+def _unkeyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPCAI_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("HPCAI_AUDIT_KEY_FILE", raising=False)
 
 
 def _fill(path: Path, n: int) -> list[dict]:
@@ -40,14 +50,31 @@ def test_append_builds_a_chain(tmp_path: Path) -> None:
     assert recs[2]["tags"] == {"k": ["2"]} and recs[2]["bytes"] == 2
     head = json.loads(audit.head_path(log).read_text())
     assert head == {"count": 4, "hash": audit.line_hash(lines[-1])}
+    for line, rec in zip(lines, recs, strict=True):  # the unkeyed hash: SHA-256 of the line without it
+        assert rec["hash"] == audit._content_hash({k: v for k, v in rec.items() if k != "hash"})
+        assert line.endswith(b',"hash":"' + rec["hash"].encode() + b'"}')
     res = audit.verify(log)
     assert res.ok and res.count == 4 and res.first_bad_index is None and res.head_hash == head["hash"]
 
 
 def test_empty_and_missing_logs(tmp_path: Path) -> None:
     assert audit.read(tmp_path / "none.jsonl") == []
-    res = audit.verify(tmp_path / "none.jsonl")
-    assert res.ok and res.count == 0
+    res = audit.verify(tmp_path / "none.jsonl")  # a missing log fails unless it is expected
+    assert not res.ok and res.first_bad_index == 0 and "allow_empty" in res.reason
+    res = audit.verify(tmp_path / "none.jsonl", allow_empty=True)
+    assert res.ok and res.count == 0 and "no log yet" in res.reason
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert not audit.verify(tmp_path / "empty.jsonl").ok
+    assert audit.verify(tmp_path / "empty.jsonl", allow_empty=True).ok
+
+
+def test_unkeyed_chain_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    _fill(log, 2)
+    res = audit.verify(log)
+    assert res.ok and not res.keyed and res.key_id is None
+    assert "UNKEYED" in res.reason and "anyone with write access" in res.reason
+    assert "kid" not in audit.read(log)[0]
 
 
 def test_reserved_keys_are_refused(tmp_path: Path) -> None:
@@ -159,25 +186,61 @@ def test_truncation_inside_a_line_is_found(tmp_path: Path) -> None:
         audit.append({"operation": "x"}, path=log)
 
 
-def test_deleted_head_is_found(tmp_path: Path) -> None:
+@pytest.mark.parametrize("n", [1, 3])
+def test_deleted_head_is_found(tmp_path: Path, n: int) -> None:
     log = tmp_path / "a.jsonl"
-    _fill(log, 3)
+    _fill(log, n)
     audit.head_path(log).unlink()
-    _bad_at(log, 2, "head file")
+    _bad_at(log, n - 1, "head file")
+    with pytest.raises(AuditError, match="head file .* is missing"):  # and nothing papers over it
+        audit.append({"operation": "x"}, path=log)
+    _bad_at(log, n - 1, "head file")
+
+
+def test_first_append_writes_a_head_before_its_record(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    _fill(log, 1)
+    audit.head_path(log).write_text(json.dumps({"count": 0, "hash": audit.GENESIS}))  # crash before the head update
+    res = audit.verify(log)
+    assert res.ok and "lags 1 record(s)" in res.reason
+    log.write_bytes(b"")  # crash before the first record: an empty log with its head
+    assert audit.verify(log).ok
+    _fill(log, 2)
+    assert audit.verify(log).ok and audit.verify(log).count == 2
 
 
 def test_head_lagging_behind_is_an_interrupted_append(tmp_path: Path) -> None:
     log = tmp_path / "a.jsonl"
     _fill(log, 3)
     head = audit.head_path(log).read_bytes()
-    _fill(log, 2)
-    audit.head_path(log).write_bytes(head)  # as if the head writes were lost in a crash
+    _fill(log, 1)
+    audit.head_path(log).write_bytes(head)  # as if the head write was lost in a crash
     res = audit.verify(log)
-    assert res.ok and res.count == 5 and "lags 2 record(s)" in res.reason
+    assert res.ok and res.count == 4 and "lags 1 record(s)" in res.reason
     audit.append({"operation": "y"}, path=log)  # the next append repairs the head
     res = audit.verify(log)
-    assert res.ok and res.reason == "" and res.count == 6
-    assert json.loads(audit.head_path(log).read_text())["count"] == 6
+    assert res.ok and "lags" not in res.reason and res.count == 5
+    assert json.loads(audit.head_path(log).read_text())["count"] == 5
+
+
+def test_unkeyed_head_lagging_more_than_a_crash_leaves_fails(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    _fill(log, 3)
+    head = audit.head_path(log).read_bytes()
+    _fill(log, 2)
+    audit.head_path(log).write_bytes(head)
+    _bad_at(log, 3, "2 records lie beyond the head")
+    with pytest.raises(AuditError, match="2 records lie beyond its head"):
+        audit.append({"operation": "y"}, path=log)
+
+
+def test_truncation_is_not_papered_over_by_the_next_append(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    _fill(log, 5)
+    _write_lines(log, _lines(log)[:3])
+    with pytest.raises(AuditError, match="its head records 5: records were removed"):
+        audit.append({"operation": "y"}, path=log)
+    _bad_at(log, 3, "the last 2 record(s) were removed")
 
 
 def test_damaged_head_is_found(tmp_path: Path) -> None:
@@ -193,7 +256,7 @@ def test_anchor(tmp_path: Path) -> None:
     anchor = audit.verify(log).head_hash
     assert anchor is not None
     _fill(log, 3)
-    assert audit.verify(log, anchor=anchor).ok
+    assert audit.verify(log, anchor=anchor).ok  # a bare head hash: some record must have it
     # someone rewrites log and head consistently from record 2 on: the anchor is gone
     lines = _lines(log)[:2]
     log.unlink()
