@@ -22,7 +22,7 @@ def _attrs(attributes: Any) -> str:
 def _summary() -> dict[str, Any]:
     from . import _config, audit
     from ._device import all_devices
-    from .residency import OPERATIONS, current_policy
+    from .residency import OPERATIONS, current_policy, policy_hash
 
     cfg = _config.get_config()
     pol = current_policy()
@@ -46,6 +46,10 @@ def _summary() -> dict[str, Any]:
         )
     return {
         "source": cfg.source,
+        "site_config": cfg.site,
+        "sources": list(cfg.sources),
+        "ignored": list(cfg.ignored),
+        "policy_hash": policy_hash(),
         "site": dict(cfg.section("site")),
         "groups": {k: sorted(v) for k, v in pol.groups.items()},
         "devices": {str(d): dict(d.attributes) for d in devices},
@@ -65,6 +69,14 @@ def run_check(args: argparse.Namespace) -> int:
         print(json.dumps(s, indent=2))
         return 0
     print(f"policy OK: {s['source']}")
+    if s["site_config"]:
+        print(f"site configuration: {s['site_config']} (its rules, groups, location attributes and audit path")
+        print("  apply whatever user or project configuration says)")
+    else:
+        print("site configuration: none ($HPCAI_SITE_CONFIG unset, no /etc/hpcai/hpcai.toml)")
+    for note in s["ignored"]:
+        print(f"ignored: {note}")
+    print(f"policy hash: {s['policy_hash']}")
     print(f"site: {_attrs(s['site'])}")
     if s["groups"]:
         print("groups:")
@@ -142,6 +154,7 @@ def run_explain(args: argparse.Namespace) -> int:
                     "attributes": dict(attributes),
                     "reason": d.reason,
                     "policy": d.source_file,
+                    "policy_hash": d.policy_hash,
                     "rules": [
                         {"name": t.rule.name, "covers": t.covers, "restricts": t.restricts, "allows": t.allows}
                         for t in trace
@@ -160,7 +173,7 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"  destination attributes: {_attrs(attributes)}")
         print(f"  deciding rule: {d.rule or 'none (no rule restricts this)'}")
         print(f"  reason: {d.reason}")
-        print(f"  policy: {d.source_file}")
+        print(f"  policy: {d.source_file} (hash {d.policy_hash})")
         if trace:
             rows: list[tuple[str, ...]] = [("  rule", "effect", "covers", args.op, "verdict")]
             for t in trace:

@@ -1,9 +1,22 @@
 """The one configuration loader.
 
-Configuration comes from, in order: the file named by ``$HPCAI_CONFIG``, else
-``./hpcai.toml``, else the ``[tool.hpcai]`` table of ``./pyproject.toml``, else the
-embedded defaults. Every value is validated when loaded; an error names the file, the
-key and what was expected. Nothing falls back silently to a permissive default.
+Configuration is two layers:
+
+* the **site configuration**: ``$HPCAI_SITE_CONFIG`` if set, else
+  ``/etc/hpcai/hpcai.toml`` if it exists. It is what the machine's operators declare
+  and it cannot be weakened by anything a user writes: its rules always apply, its rule
+  and group names cannot be redefined, location attributes (``[site]``, device and
+  endpoint ``attributes``) come from it alone, and its ``[audit]`` path wins;
+* the **user / project configuration**, in order: ``configure(path)`` or
+  ``configure(data=...)``, else the file named by ``$HPCAI_CONFIG``, else
+  ``./hpcai.toml``, else the ``[tool.hpcai]`` table of ``./pyproject.toml``, else the
+  embedded defaults. It extends the site layer (see :func:`_merge` for each table);
+  whatever it tries to override is ignored with a :class:`ConfigWarning` and listed in
+  ``Config.ignored``.
+
+Every value is validated when loaded; an error names the file, the key and what was
+expected. Nothing falls back silently to a permissive default: a site file that is named
+but missing, unreadable or invalid is an error, never "no site configuration".
 """
 
 from __future__ import annotations
@@ -12,6 +25,7 @@ import os
 import re
 import threading
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +33,24 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["Config", "Derived", "configure", "format_size", "get_config", "parse_size"]
+__all__ = [
+    "SITE_CONFIG",
+    "Config",
+    "ConfigWarning",
+    "Derived",
+    "configure",
+    "format_size",
+    "get_config",
+    "parse_size",
+    "site_config_path",
+]
+
+#: The site configuration file read when ``$HPCAI_SITE_CONFIG`` is not set.
+SITE_CONFIG = Path("/etc/hpcai/hpcai.toml")
+
+
+class ConfigWarning(UserWarning):
+    """Part of a user or project configuration was ignored (it would weaken the site's)."""
 
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -185,10 +216,20 @@ def register_check(check: Callable[[Mapping[str, Any], str], None]) -> None:
 
 @dataclass(frozen=True)
 class Config:
-    """A validated configuration: the raw tables plus where they came from."""
+    """A validated configuration: the effective tables plus where they came from.
+
+    ``data`` is the effective configuration (the site layer with the user / project layer
+    merged in); ``source`` names it for messages (``"SITE + USER"`` when both layers are
+    present). ``site`` is the site configuration file (``None`` without one), ``layers``
+    every source, site first, and ``ignored`` what the user / project layer tried to change
+    and was not allowed to (one sentence each, naming the file and the key).
+    """
 
     data: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<embedded defaults>"
+    site: str | None = None
+    layers: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
 
     def section(self, name: str) -> dict[str, Any]:
         """A top-level table, ``{}`` when absent."""
@@ -200,18 +241,34 @@ class Config:
         value = self.data.get("default_device")
         return value if isinstance(value, str) else None
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source of this configuration, the site configuration first."""
+        return self.layers or (self.source,)
 
-def validate(data: Mapping[str, Any], source: str) -> Config:
-    """Validate raw TOML data and return a :class:`Config`."""
+
+def _validate_sections(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a configuration must be a table, got {type(data).__name__}")
     for key, value in data.items():
         validator = _SECTIONS.get(key)
         if validator is None:
             known = ", ".join(sorted(_SECTIONS))
             raise ConfigError(f"{source}: unknown top-level key {key!r}; expected one of: {known}")
         out[key] = validator(value, source, key)
+    return out
+
+
+def _run_checks(data: Mapping[str, Any], source: str) -> None:
     for check in _CHECKS:
-        check(out, source)
+        check(data, source)
+
+
+def validate(data: Mapping[str, Any], source: str) -> Config:
+    """Validate raw TOML data of one layer and return a :class:`Config` (no site layer)."""
+    out = _validate_sections(data, source)
+    _run_checks(out, source)
     return Config(out, source)
 
 
@@ -221,35 +278,210 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML configuration file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read the configuration file (permission denied)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 ({exc.reason})") from None
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load configuration from *path*, or discover it as described in the module docs."""
+# --------------------------------------------------------------------------------------------
+# the site layer
+# --------------------------------------------------------------------------------------------
+def site_config_path() -> Path | None:
+    """The site configuration file: ``$HPCAI_SITE_CONFIG``, else ``/etc/hpcai/hpcai.toml`` if present.
+
+    A file named by ``$HPCAI_SITE_CONFIG`` must exist (a missing one is an error when
+    loading, never "no site configuration"); ``/etc/hpcai/hpcai.toml`` applies whenever
+    anything exists at that path (a directory or an unreadable file there is an error too).
+    """
+    env = os.environ.get("HPCAI_SITE_CONFIG")
+    if env:
+        p = Path(env).expanduser().absolute()
+        if p != SITE_CONFIG and os.path.lexists(SITE_CONFIG):
+            warnings.warn(
+                f"$HPCAI_SITE_CONFIG={env} replaces the site configuration {SITE_CONFIG} (policy records "
+                "name the site file in force)",
+                ConfigWarning,
+                stacklevel=4,
+            )
+        return p
+    if os.path.lexists(SITE_CONFIG):
+        return SITE_CONFIG
+    return None
+
+
+def _load_site() -> Config | None:
+    p = site_config_path()
+    if p is None:
+        return None
+    if not os.path.lexists(p):
+        raise ConfigError(
+            f"{p}: site configuration file not found ($HPCAI_SITE_CONFIG names it); create it or fix the "
+            "variable: hpcai does not run without the site configuration it was told to apply"
+        )
+    return validate(_read_toml(p), str(p))
+
+
+# --------------------------------------------------------------------------------------------
+# merging the user / project layer into the site layer
+# --------------------------------------------------------------------------------------------
+#: Tables in which the user / project layer wins (no residency meaning).
+_USER_WINS = frozenset({"default_device", "precision"})
+
+_ATTRS_WHY = "location attributes come only from the site configuration"
+
+
+def _merge(site: Config, user: Mapping[str, Any], user_source: str) -> tuple[dict[str, Any], list[str]]:
+    """The site layer's tables with the user / project layer's merged in, and what was ignored.
+
+    What "cannot weaken" means, table by table (the user layer *extends*, never replaces):
+
+    * ``[[policy.rules]]``: every site rule applies; user rules are added after them; a user
+      rule named like a site rule is ignored (adding rules can only restrict: data must
+      satisfy every covering rule, so no added rule can allow what a site rule refuses);
+    * ``[groups]``: user groups are added; one named like a site group is ignored (site
+      rules always read the site's members);
+    * ``[site]`` and ``attributes`` of ``[devices.*]`` and ``[endpoints.*]``: ignored
+      entirely: whoever could set an attribute could satisfy a rule, so only the site
+      describes places (a place it does not describe has no attributes and fails closed);
+    * ``[endpoints.NAME]`` defined by the site: the user's table of that name is ignored
+      (its URL is part of what the site described); new user endpoints are added without
+      attributes;
+    * ``[devices.NAME]``: other keys (preset, memory, precision, costs) merge, the user's
+      winning; ``attributes`` as above;
+    * ``[audit]``: when the site has one, it is the site's entirely (a user can neither move
+      the trail nor choose its key); otherwise the user's applies;
+    * ``default_device`` and ``[precision]``: the user's value wins (no residency meaning);
+    * any other table (``[dask]``, sections registered later): keys are added, keys the site
+      sets are kept (conservative: a table of unknown meaning is treated as the site's).
+    """
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in site.data.items()}
+    notes: list[str] = []
+    where = f"site configuration {site.source}"
+
+    def ignore(what: str, why: str) -> None:
+        notes.append(f"{user_source}: {what} ignored: {why} ({where})")
+
+    for key, value in user.items():
+        if key == "policy":
+            site_rules = list((out.get("policy") or {}).get("rules", []))
+            by_name = {r["name"]: r for r in site_rules}
+            added = []
+            for r in value.get("rules", []):
+                clash = by_name.get(r["name"])
+                if clash is None:
+                    added.append(r)
+                elif clash != r:
+                    ignore(
+                        f'[[policy.rules]] "{r["name"]}"',
+                        "a site rule has this name; user and project configuration add rules but "
+                        "cannot replace or relax site rules (give the rule another name to add it)",
+                    )
+            out["policy"] = {"rules": site_rules + added}
+        elif key == "groups":
+            groups = dict(out.get("groups") or {})
+            for name, members in value.items():
+                if name not in groups:
+                    groups[name] = members
+                elif groups[name] != members:
+                    ignore(f"[groups] {name}", "the site defines this group and its rules read the site's members")
+            out["groups"] = groups
+        elif key == "site":
+            if value and value != out.get("site"):
+                ignore("[site]", _ATTRS_WHY)
+        elif key == "devices":
+            devices = {n: dict(spec) for n, spec in (out.get("devices") or {}).items()}
+            for name, spec in value.items():
+                spec = dict(spec)
+                attrs = spec.pop("attributes", None)
+                mine = devices.get(name, {})
+                if attrs is not None and attrs != mine.get("attributes"):
+                    ignore(f'[devices."{name}"].attributes', _ATTRS_WHY)
+                devices[name] = {**mine, **spec}
+            out["devices"] = devices
+        elif key == "endpoints":
+            endpoints = dict(out.get("endpoints") or {})
+            for name, table in value.items():
+                if name in endpoints:
+                    if table != endpoints[name]:
+                        ignore(f"[endpoints.{name}]", "the site defines this endpoint (where it is and what it is)")
+                    continue
+                table = dict(table)
+                if table.pop("attributes", None):
+                    ignore(f"[endpoints.{name}].attributes", _ATTRS_WHY)
+                endpoints[name] = table
+            out["endpoints"] = endpoints
+        elif key == "audit":
+            if out.get("audit"):  # the site's trail: where it goes and how it is keyed
+                if value and value != out["audit"]:
+                    ignore("[audit]", "the site decides where its audit trail goes and how it is keyed")
+            else:
+                out["audit"] = value
+        elif key in _USER_WINS or key not in out:
+            out[key] = value
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            table = out[key]
+            for k, v in value.items():
+                if k not in table:
+                    table[k] = v
+                elif table[k] != v:
+                    ignore(f"[{key}] {k}", "the site sets it")
+        elif out[key] != value:
+            ignore(key, "the site sets it")
+    return out, notes
+
+
+def _compose(site: Config | None, data: Mapping[str, Any], source: str) -> Config:
+    """Validate a user / project layer and merge it into the site layer (if any)."""
+    sections = _validate_sections(data, source)
+    if site is None:
+        _run_checks(sections, source)
+        return Config(sections, source)
+    merged, notes = _merge(site, sections, source)
+    _run_checks(merged, source)  # site parts were checked alone; errors here are the user layer's
+    layers = (site.source,) if source.startswith("<embedded") else (site.source, source)
+    for note in notes:
+        warnings.warn(note, ConfigWarning, stacklevel=3)
+    return Config(merged, " + ".join(layers), site=site.source, layers=layers, ignored=tuple(notes))
+
+
+def _user_layer(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], str]:
+    """The raw user / project layer and its source: *path*, ``$HPCAI_CONFIG``, ./hpcai.toml, ..."""
     if path is not None:
         p = Path(path)
         data = _read_toml(p)
         if p.name == "pyproject.toml":
-            data = data.get("tool", {}).get("hpcai", {})
-        return validate(data, str(p))
+            data = _expect_table(data.get("tool", {}).get("hpcai", {}), str(p), "tool.hpcai")
+        return data, str(p)
     env = os.environ.get("HPCAI_CONFIG")
     if env:
-        return load(env)
+        return _user_layer(env)
     local = Path("hpcai.toml")
     if local.is_file():
-        return validate(_read_toml(local), str(local.resolve()))
+        return _read_toml(local), str(local.resolve())
     pyproject = Path("pyproject.toml")
     if pyproject.is_file():
         data = _read_toml(pyproject).get("tool", {}).get("hpcai")
         if data is not None:
-            return validate(_expect_table(data, str(pyproject), "tool.hpcai"), f"{pyproject.resolve()} [tool.hpcai]")
-    return Config()
+            return _expect_table(data, str(pyproject), "tool.hpcai"), f"{pyproject.resolve()} [tool.hpcai]"
+    return {}, "<embedded defaults>"
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the site configuration and the user / project configuration (*path* or discovered)."""
+    site = _load_site()
+    return _compose(site, *_user_layer(path))
 
 
 _lock = threading.RLock()
 _current: Config | None = None
 _listeners: list[Callable[[], None]] = []
+#: Called as ``hook(old, new, via)`` before a configuration is applied; raising refuses it.
+_change_hooks: list[Callable[[Config | None, Config, str], None]] = []
 
 
 def get_config() -> Config:
@@ -267,6 +499,16 @@ def get_config() -> Config:
 def on_reconfigure(callback: Callable[[], None]) -> None:
     """Register *callback* to run whenever :func:`configure` replaces the configuration."""
     _listeners.append(callback)
+
+
+def on_change(hook: Callable[[Config | None, Config, str], None]) -> None:
+    """Register ``hook(old, new, via)``, run by :func:`configure` before *new* is applied.
+
+    *old* is the active configuration (``None`` if none was loaded yet), *via* says how
+    the change was asked for. A hook that raises refuses the change (the residency policy
+    uses this: a policy change that cannot be written to the audit log does not happen).
+    """
+    _change_hooks.append(hook)
 
 
 T = TypeVar("T")
@@ -311,21 +553,31 @@ class Derived(Generic[T]):
 def configure(
     path: str | os.PathLike[str] | None = None, *, data: Mapping[str, Any] | None = None
 ) -> Config:
-    """Replace the active configuration.
+    """Replace the user / project configuration (the site configuration always stays).
 
-    ``configure("site.toml")`` loads a file, ``configure(data={...})`` takes a mapping
-    (validated the same way), ``configure()`` re-runs discovery. Devices, policies and
-    endpoints are rebuilt from the new configuration.
+    ``configure("project.toml")`` loads a file, ``configure(data={...})`` takes a mapping
+    (validated the same way), ``configure()`` re-runs discovery. The site configuration
+    (``$HPCAI_SITE_CONFIG`` or ``/etc/hpcai/hpcai.toml``) is read again each time and stays
+    underneath whatever is given: ``configure(data={})`` leaves exactly the site's policy.
+    Devices, policies and endpoints are rebuilt from the new configuration. A change of the
+    residency policy is written to the audit log before it applies.
 
     >>> import hpcai
     >>> cfg = hpcai.configure(data={"default_device": "numpy:cpu"})
     """
     global _current
     with _lock:
+        site = _load_site()
         if data is not None:
-            cfg = validate(dict(data), "<configure(data=...)>")
+            if not isinstance(data, Mapping):
+                raise ConfigError(f"configure(data=...): expected a mapping of tables, got {type(data).__name__}")
+            cfg = _compose(site, dict(data), "<configure(data=...)>")
+            via = "xp.configure(data=...)"
         else:
-            cfg = load(path)
+            cfg = _compose(site, *_user_layer(path))
+            via = f"xp.configure({str(path)!r})" if path is not None else "xp.configure()"
+        for hook in list(_change_hooks):
+            hook(_current, cfg, via)
         _current = cfg
     for cb in list(_listeners):
         cb()

@@ -22,9 +22,10 @@ def _module_files() -> dict[str, str]:
     out = {}
     for folder, package in FOLDERS.items():
         base = package.replace(".", "/")
-        for path in sorted((ROOT / folder).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            out[name] = f"{base}/{path.name}"
+        for path in sorted((ROOT / folder).rglob("*.py")):  # subpackages too (hpcai.residency)
+            rel = path.relative_to(ROOT / folder)
+            parts = [p for p in rel.with_suffix("").parts if p != "__init__"]
+            out[".".join([package, *parts])] = f"{base}/{rel.as_posix()}"
     return out
 
 

@@ -103,7 +103,9 @@ def test_policy_explain_deny(policy_file: Path, capsys: pytest.CaptureFixture[st
     rows = [ln.split() for ln in out.splitlines() if ln.startswith("  gdpr-personal") or ln.startswith("  watch-us")]
     assert rows[0][:3] == ["gdpr-personal", "deny", "yes"] and rows[0][-1] == "refuses"
     assert rows[1][:3] == ["watch-us", "audit", "no"] and rows[1][-1] == "-"
-    assert not (policy_file.parent / "audit.jsonl").exists()  # explaining records nothing
+    # explaining decides nothing: the log holds only the record of the policy being applied
+    recs = audit.read(policy_file.parent / "audit.jsonl")
+    assert [r["operation"] for r in recs] == ["policy"] and recs[0]["rules"] == ["gdpr-personal", "watch-us"]
 
 
 def test_policy_explain_allow_audit_and_json(policy_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,30 +147,31 @@ def test_audit_show_and_verify(policy_file: Path, capsys: pytest.CaptureFixture[
     log = _make_log(policy_file)
     assert main(["--config", str(policy_file), "audit", "show"]) == 0
     out = capsys.readouterr().out
-    assert f"audit log {log}: 4 record(s)" in out
+    assert f"audit log {log}: 5 record(s)" in out
     rows = out.splitlines()[2:]
-    assert "tag" in rows[0] and "numpy:cpu -> emulated:0" in rows[1] and "allow" in rows[1]
-    assert "emulated:0 -> emulated:1" not in out and "numpy:cpu -> emulated:1" in rows[2] and "deny" in rows[2]
-    assert "untag" in rows[3] and "reason: aggregated" in rows[3]
+    assert "policy" in rows[0] and "in-force" in rows[0]  # xp.configure recorded the policy first
+    assert "tag" in rows[1] and "numpy:cpu -> emulated:0" in rows[2] and "allow" in rows[2]
+    assert "emulated:0 -> emulated:1" not in out and "numpy:cpu -> emulated:1" in rows[3] and "deny" in rows[3]
+    assert "untag" in rows[4] and "reason: aggregated" in rows[4]
     assert main(["audit", "show", "--log", str(log), "--json", "--tail", "1"]) == 0
     (rec,) = json.loads(capsys.readouterr().out)
-    assert rec["operation"] == "untag" and rec["seq"] == 3
+    assert rec["operation"] == "untag" and rec["seq"] == 4
     assert main(["audit", "verify", "--log", str(log)]) == 0
     out = capsys.readouterr().out
-    assert "OK, 4 record(s)" in out and f"head: {audit.verify(log).head_hash}" in out
+    assert "OK, 5 record(s)" in out and f"head: {audit.verify(log).head_hash}" in out
 
 
 def test_audit_verify_names_the_first_bad_record(policy_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = _make_log(policy_file)
     lines = log.read_bytes().splitlines()
-    lines[2] = lines[2].replace(b'"decision":"deny"', b'"decision":"allow"')
+    lines[3] = lines[3].replace(b'"decision":"deny"', b'"decision":"allow"')
     log.write_bytes(b"".join(ln + b"\n" for ln in lines))
     assert main(["audit", "verify", "--log", str(log)]) == 4
     err = capsys.readouterr().err
-    assert "FAILED at record 2 (line 3)" in err and "altered" in err
+    assert "FAILED at record 3 (line 4)" in err and "altered" in err
     assert main(["audit", "verify", "--log", str(log), "--json"]) == 4
     data = json.loads(capsys.readouterr().out)
-    assert data["ok"] is False and data["first_bad_index"] == 2
+    assert data["ok"] is False and data["first_bad_index"] == 3
 
 
 def test_console_script_exit_codes(policy_file: Path, tmp_path: Path) -> None:
@@ -180,13 +183,18 @@ def test_console_script_exit_codes(policy_file: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HPCAI_CONFIG": str(policy_file)}
     ok = subprocess.run([exe, "audit", "verify"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    lines = log.read_bytes().splitlines()
-    log.write_bytes(b"".join(ln + b"\n" for ln in lines[:2]))
+    intact = log.read_bytes()
+    lines = intact.splitlines()
+    log.write_bytes(b"".join(ln + b"\n" for ln in lines[:3]))
     bad = subprocess.run([exe, "audit", "verify"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert bad.returncode == 4
-    assert "record 2 (line 3)" in bad.stderr and "removed" in bad.stderr
+    assert "record 3 (line 4)" in bad.stderr and "removed" in bad.stderr
     deny = subprocess.run(
         [exe, "policy", "explain", "--tags", "classification=personal", "--to", "emulated:1", "--op", "compute"],
         capture_output=True, text=True, env=env, cwd=tmp_path,
     )
     assert deny.returncode == 3 and "gdpr-personal" in deny.stdout
+    # a truncated log refuses everything recorded in it, dropping its policy included
+    with pytest.raises(xp.errors.AuditError, match="not changed"):
+        xp.configure(data={})
+    log.write_bytes(intact)
