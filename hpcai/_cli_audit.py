@@ -42,7 +42,7 @@ def run_show(args: argparse.Namespace) -> int:
                 f"{r.get('bytes', 0):,}" if isinstance(r.get("bytes"), int) else "-",
                 f"{r.get('source') or '-'} -> {r.get('destination') or '-'}",
                 decision,
-                str(r.get("rule") or ("reason: " + str(r.get("reason")) if r.get("operation") == "untag" else "-")),
+                str(r.get("rule") or ("reason: " + str(r.get("reason")) if r.get("operation") in ("untag", "untaint") else "-")),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

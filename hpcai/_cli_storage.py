@@ -1,4 +1,4 @@
-"""``hpcai ls|cp|tags|rm``: storage endpoints from the command line, policy-checked and audited."""
+"""``hpcai ls|cp|tags|untag|rm``: storage endpoints from the command line, policy-checked and audited."""
 
 from __future__ import annotations
 
@@ -108,6 +108,16 @@ def run_tags(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_untag(args: argparse.Namespace) -> int:
+    from hpcai import audit
+    from hpcai.storage import untag
+
+    left = untag(args.url, args.key, reason=args.reason)
+    rest = _fmt_tags(left)
+    print(f"untagged {args.key} from {args.url} (remaining tags: {rest}); recorded in the audit log {audit.log_path()}")
+    return 0
+
+
 def run_rm(args: argparse.Namespace) -> int:
     from hpcai.storage import rm
 
@@ -142,7 +152,8 @@ def register(sub: Any) -> None:
     p.add_argument("src", help="hpcai://<endpoint>/<path> or a local path")
     p.add_argument("dst", help="hpcai://<endpoint>/<path> or a local path")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="tag the copied data (repeatable); uploads of local files are untagged otherwise")
+                   help="tag the copied data (repeatable), on top of the tags the data carries "
+                        "(uploads: zarr attributes, and the xattrs/sidecars that downloads leave)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the progress bar")
@@ -153,6 +164,12 @@ def register(sub: Any) -> None:
     p.add_argument("url", help="hpcai://<endpoint>/<path>")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_guard(run_tags))
+
+    p = sub.add_parser("untag", help="drop a residency tag from stored data (audited, with a reason)")
+    p.add_argument("url", help="hpcai://<endpoint>/<path> (a file, directory, zarr node or dataset)")
+    p.add_argument("key", help="the tag key to drop, e.g. classification")
+    p.add_argument("--reason", required=True, help="why the data is no longer covered (recorded in the audit log)")
+    p.set_defaults(func=_guard(run_untag))
 
     p = sub.add_parser("rm", help="remove a file, or a directory or dataset with -r")
     p.add_argument("url", help="hpcai://<endpoint>/<path>")

@@ -4,7 +4,9 @@ Endpoints are declared in configuration (``[endpoints.<name>]``: url, options, c
 by reference, location attributes). Everything written carries its residency tags
 (S3 object tags, POSIX xattrs or a hidden sidecar, zarr attributes), every write and copy
 is a ``store`` decision on the destination, every load a ``compute`` decision on the
-device, and covered decisions are audited.
+device, and covered decisions are audited. Stored tags only grow (``untag`` is the audited
+way to drop one), and tagged data read raw taints the process's later writes (``taint``,
+``untaint``).
 
 >>> import hpcai as xp, hpcai.storage as st, tempfile
 >>> _ = xp.configure(data={"endpoints": {"scratch": {"url": "file://" + tempfile.mkdtemp()}}})
@@ -36,7 +38,8 @@ from ._endpoints import (
     validate_endpoints,
 )
 from ._filesystem import EndpointFileSystem, HpcaiFileSystem, filesystem
-from ._ops import Entry, copy, ls, rm, tags
+from ._ops import Entry, copy, ls, rm, tags, untag
+from ._taint import taint, untaint
 
 _config.register_section("endpoints", validate_endpoints)
 
@@ -62,4 +65,7 @@ __all__ = [
     "save",
     "start_s3_server",
     "tags",
+    "taint",
+    "untag",
+    "untaint",
 ]

@@ -19,6 +19,7 @@ same data through ``hpcai://`` URLs.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -34,20 +35,23 @@ import numpy as np
 
 from hpcai._array import Array, _wrap
 from hpcai._device import Device, DeviceLike, resolve_device
-from hpcai._tags import TagSet, as_mapping
+from hpcai._tags import TagSet, as_mapping, union
 from hpcai.errors import (
     ArrayIndexError,
     ChecksumError,
     DTypeError,
     HpcaiError,
     InvalidArgumentError,
+    ResidencyError,
     StorageError,
     StorageNotFoundError,
 )
 
+from . import _taint
 from ._endpoints import Endpoint, parse_url
 from ._filesystem import EndpointFileSystem, endpoint_filesystem
-from ._tags_io import node_tags, tags_to_json
+from ._posix import PROC_FD
+from ._tags_io import tags_to_json
 
 __all__ = ["StoredArray", "load", "open", "save"]
 
@@ -170,29 +174,59 @@ def _store_classes() -> tuple[type, type]:
     return _stores
 
 
-def _staging_store(fs: EndpointFileSystem, vpath: str) -> Any:
-    """The store that receives a new version's chunks (its metadata goes through *fs*).
+def _umask() -> int:
+    try:
+        with builtins.open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
-    POSIX endpoints: a zarr ``LocalStore`` rooted at the version directory, created here
-    (``mkdir``, so never an existing path or link) under a parent checked to lie inside the
-    endpoint root. The directory is new and unreferenced until the pointer switch, and the
-    chunks are governed by the version's tags, so they skip the per-file checks and tags of
-    *fs*. Other endpoints: *fs* itself.
+
+def _staging_store(fs: EndpointFileSystem, vpath: str) -> tuple[Any, Callable[[bool], None]]:
+    """The store that receives a new version's chunks (its metadata goes through *fs*), and the
+    function to call (``done(ok)``) when the chunks are written.
+
+    POSIX endpoints on Linux: a zarr ``LocalStore`` rooted at ``/proc/self/fd/<n>``, a
+    descriptor of the version directory, which is created here (``mkdirat``, mode 0700, so
+    never an existing path or link and writable by no one else while the save runs) in a
+    parent reached by the confined walk. Through the descriptor, no later swap of the
+    directory or of any parent for a symbolic link can redirect a chunk; the directory gets
+    its ordinary permissions when the chunks are written. The directory is unreferenced
+    until the pointer switch and its chunks are governed by the version's tags, so they skip
+    the per-file checks and tags of *fs*. Elsewhere: *fs* itself.
     """
-    if fs._s.real_root is not None:
+    b = fs._s.beneath
+    if b is not None and PROC_FD:
         from zarr.storage import LocalStore
 
         fname = "hpcai.storage.save"
-        full = fs._full(vpath, fname, follow=False)
-        parent = os.path.dirname(full)
+        fs._full(vpath, fname)
         try:
-            os.makedirs(parent, exist_ok=True)
-            fs._inside_or_raise(os.path.realpath(parent), vpath, fname)  # as created, links resolved
-            os.mkdir(full)
+            with b.parent(vpath, fname, create=True) as (dfd, name):
+                os.mkdir(name, 0o700, dir_fd=dfd)
+                vfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dfd)
+        except HpcaiError:
+            raise
         except OSError as exc:
             raise StorageError(f"{fname}: cannot create the new version {fs.endpoint.url_for(vpath)}: {exc}") from None
-        return LocalStore(full)
-    return _fsspec_store(fs, vpath, read_only=False)
+
+        closed: list[bool] = []
+
+        def done(ok: bool) -> None:
+            if closed:
+                return
+            closed.append(True)
+            try:
+                if ok:
+                    os.fchmod(vfd, 0o777 & ~_umask())
+            finally:
+                os.close(vfd)
+
+        return LocalStore(b.proc_path(vfd)), done
+    return _fsspec_store(fs, vpath, read_only=False), lambda ok: None
 
 
 def _fsspec_store(fs: EndpointFileSystem, path: str, read_only: bool) -> Any:
@@ -211,7 +245,7 @@ def _fsspec_store(fs: EndpointFileSystem, path: str, read_only: bool) -> Any:
 async def _read_json(fs: EndpointFileSystem, rel: str) -> dict[str, Any] | None:
     path = f"{rel}/zarr.json" if rel else "zarr.json"
     try:
-        raw = await fs._cat_file(path)
+        raw = await fs._read_internal(path)
     except (StorageNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     try:
@@ -254,8 +288,11 @@ class _Resolved:
 
 async def _resolve(fs: EndpointFileSystem, ep: Endpoint, rel: str, fname: str) -> _Resolved:
     url = ep.url_for(rel)
-    meta = await _read_json(fs, rel)
-    if meta is None:
+    node = await fs._node_meta(rel, fresh=True)
+    meta = node.meta
+    if not node.is_node or meta is None:
+        if node.is_node:
+            raise StorageError(f"{fname}: {url}/zarr.json is not valid JSON; the dataset metadata is damaged")
         try:
             info = await fs._info(rel)
         except StorageNotFoundError:
@@ -264,22 +301,26 @@ async def _resolve(fs: EndpointFileSystem, ep: Endpoint, rel: str, fname: str) -
         raise StorageNotFoundError(
             f"{fname}: no array at {url}: {ep.describe()} has {what} there; save one with hpcai.storage.save(x, {url!r})"
         )
+    # The tags: those in each zarr.json's content *and* those stored with the object (object tags,
+    # xattrs, sidecar), of the dataset's pointer, of its head version and of every node above.
+    up = await fs._above(rel)
     ds = _dataset_info(meta)
     if ds is not None:
         head = str(ds["head"])
-        vmeta = await _read_json(fs, f"{rel}/{head}")
-        if vmeta is None:
+        vnode = await fs._node_meta(f"{rel}/{head}", fresh=True)
+        vmeta = vnode.meta
+        if not vnode.is_node or vmeta is None:
             raise StorageError(
                 f"{fname}: {url} points at version {head}, which is missing: the dataset is damaged (was it "
                 "partly deleted outside hpcai?)"
             )
-        tags = node_tags(meta, url)
+        tags = union(union(node.tags, vnode.tags), up)
         return _Resolved(ep, rel, f"{rel}/{head}", head, tags, tuple(vmeta.get("shape", ())),
                          str(vmeta.get("data_type", "")), True)
     if meta.get("node_type") == "array":
         h = (meta.get("attributes") or {}).get("hpcai")
         complete = isinstance(h, Mapping) and bool(h.get("complete"))
-        return _Resolved(ep, rel, rel, None, node_tags(meta, url), tuple(meta.get("shape", ())),
+        return _Resolved(ep, rel, rel, None, union(node.tags, up), tuple(meta.get("shape", ())),
                          str(meta.get("data_type", "")), complete)
     raise InvalidArgumentError(
         f"{fname}: {url} is a zarr group, not an array; open one of its arrays, e.g. {url}/<name>"
@@ -339,12 +380,21 @@ def save(x: Any, url: str, chunks: int | tuple[int, ...] | None = None) -> str:
     if x.__class__ is not Array and not isinstance(x, np.ndarray):
         _as_array(fname, x)
     nbytes = int(getattr(x, "nbytes", 0))
-    tags = x._tags if x.__class__ is Array else None
+    own = x._tags if x.__class__ is Array else None
+    # An array built from bytes this process read raw carries no tags: the read-taint ledger does.
+    ledger = _taint.current()
+    tags = union(own, ledger)
     source = x._device.spec.name if x.__class__ is Array else "numpy:cpu"
     # The decision comes first: nothing is read back to the host or written when it denies.
-    residency.enforce("store", tags, ep.attributes, destination=ep.name, source=source, nbytes=nbytes,
-                      dataset=ep.url_for(rel), operation="save")
-    host, tags, _ = _as_array(fname, x)
+    try:
+        decision = residency.enforce("store", tags, ep.attributes, destination=ep.name, source=source,
+                                     nbytes=nbytes, dataset=ep.url_for(rel), operation="save")
+    except ResidencyError as exc:
+        extra = ledger - own if ledger and own else ledger
+        if extra:
+            raise ResidencyError(f"{exc}. {_taint.describe(extra)}", decision=exc.decision) from None
+        raise
+    host, _, _ = _as_array(fname, x)
     host = np.asarray(host, order="C")
     try:
         from zarr.core.dtype import parse_dtype
@@ -355,15 +405,15 @@ def save(x: Any, url: str, chunks: int | tuple[int, ...] | None = None) -> str:
     except Exception:
         raise DTypeError(f"{fname}: dtype {host.dtype} cannot be stored in zarr v3; cast it first (x.astype(...))") from None
     chunk_spec = _check_chunks(fname, chunks, host.shape)
-    return _zsync(_save_async(ep, rel, host, tags, chunk_spec))  # type: ignore[no-any-return]
+    return _zsync(_save_async(ep, rel, host, tags, chunk_spec, decision))  # type: ignore[no-any-return]
 
 
-async def _save_async(ep: Endpoint, rel: str, host: np.ndarray, tags: TagSet | None, chunks: Any) -> str:
+async def _save_async(ep: Endpoint, rel: str, host: np.ndarray, tags: TagSet | None, chunks: Any, decision: Any) -> str:
     import zarr.api.asynchronous as za
 
     url = ep.url_for(rel)
     base = endpoint_filesystem(ep.name, asynchronous=True)
-    fs = base.granted(rel, tags, write=True, read=True)
+    fs = base._granted(rel, tags, write=True, read=True, decision=decision)
     meta = await _read_json(fs, rel)
     prev: Mapping[str, Any] | None = None
     if meta is not None:
@@ -378,7 +428,8 @@ async def _save_async(ep: Endpoint, rel: str, host: np.ndarray, tags: TagSet | N
     version = _new_version()
     vpath = f"{rel}/{version}"
     deferred_cls, _ = _store_classes()
-    store = deferred_cls(_staging_store(fs, vpath), _fsspec_store(fs, vpath, read_only=False))
+    staging, staged = _staging_store(fs, vpath)
+    store = deferred_cls(staging, _fsspec_store(fs, vpath, read_only=False))
     attrs: dict[str, Any] = {"hpcai": {"tags": tags_to_json(tags), "dataset": url, "version": version, "complete": True}}
     try:
         arr = await za.create_array(
@@ -393,8 +444,13 @@ async def _save_async(ep: Endpoint, rel: str, host: np.ndarray, tags: TagSet | N
         )
         if host.size:
             await arr.setitem(Ellipsis, host)
+        staged(True)
         await store.flush()
     except BaseException as exc:
+        try:
+            staged(False)
+        except OSError:
+            pass
         try:
             await asyncio.wait_for(_remove_version(fs, vpath), timeout=10)
         except BaseException:  # best effort: the server may be gone; later saves remove stale versions
@@ -444,14 +500,7 @@ async def _collect_garbage(fs: EndpointFileSystem, rel: str, keep: set[str], com
 
 
 async def _remove_version(fs: EndpointFileSystem, vpath: str) -> None:
-    """Delete one version directory; on POSIX with one confined ``rmtree`` (never follows links)."""
-    if fs._s.real_root is not None:
-        import shutil
-
-        full = fs._full(vpath, "hpcai.storage.save", follow=False)
-        if not os.path.islink(full):
-            await asyncio.to_thread(shutil.rmtree, full)
-            return
+    """Delete one version directory (on POSIX one descriptor-based ``rmtree``, never following links)."""
     await fs._rm(vpath, recursive=True)
 
 
@@ -472,9 +521,9 @@ async def _open_async(url: str, dev: Device, fname: str) -> tuple[_Resolved, Any
         raise InvalidArgumentError(f"{fname}: {url!r} names the endpoint root; give the path of an array")
     base = endpoint_filesystem(ep.name, asynchronous=True)
     res = await _resolve(base, ep, rel, fname)
-    residency.enforce("compute", res.tags, dev.spec.attributes, destination=dev.spec.name, source=ep.name,
-                      nbytes=res.nbytes, dataset=ep.url_for(rel), operation=fname.rsplit(".", 1)[-1])
-    fs = base.granted(res.vpath, res.tags, read=True)
+    d = residency.enforce("compute", res.tags, dev.spec.attributes, destination=dev.spec.name, source=ep.name,
+                          nbytes=res.nbytes, dataset=ep.url_for(rel), operation=fname.rsplit(".", 1)[-1])
+    fs = base._granted(res.vpath, res.tags, read=True, decision=d)
     _, checked_cls = _store_classes()
     where = f"{ep.url_for(rel)}" + (f" (version {res.version})" if res.version else "")
     store = checked_cls(_fsspec_store(fs, res.vpath, read_only=True), where, res.complete)

@@ -36,7 +36,16 @@ from hpcai.errors import (
     UnknownEndpointError,
 )
 
-__all__ = ["Endpoint", "RetryPolicy", "endpoints", "get_endpoint", "parse_url", "redact", "validate_endpoints"]
+__all__ = [
+    "Endpoint",
+    "RetryPolicy",
+    "endpoints",
+    "get_endpoint",
+    "parse_url",
+    "redact",
+    "redact_url",
+    "validate_endpoints",
+]
 
 SCHEME = "hpcai://"
 
@@ -67,6 +76,21 @@ _SECRET_OPTIONS = frozenset(
     }
 )
 
+#: Option names that hold secrets at any depth of the ``options`` table (``client_kwargs``,
+#: ``config_kwargs``, ...), besides :data:`_SECRET_OPTIONS`. Names ending in ``_file``, ``_path``,
+#: ``_env`` or ``_profile`` are references, not secrets.
+_SECRET_WORDS = re.compile(
+    r"secret|passw|passphrase|token|credential|api_?key|access_?key|private_?key|session_?key|"
+    r"client_?key|auth_?key|signature|sas_?token|connection_?string",
+    re.IGNORECASE,
+)
+_REFERENCE_SUFFIXES = ("_file", "_path", "_env", "_profile", "_filename", "file")
+#: ``scheme://userinfo@host``: user information in a URL (a password, often).
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#@]*)@")
+_SECRET_QUERY = re.compile(
+    r"(?:^|[?&;])(?:[^=&;]*(?:secret|passw|token|signature|credential|sig|sas|key)[^=&;]*)=", re.IGNORECASE
+)
+
 TAG_STORES = ("auto", "object-tags", "metadata", "xattr", "sidecar")
 
 _ENDPOINT_KEYS = {
@@ -77,6 +101,65 @@ _ENDPOINT_KEYS = {
     "tag_store": "one of " + ", ".join(repr(t) for t in TAG_STORES),
     "retry": "a table { attempts = 5, initial_delay = 0.1, max_delay = 5.0 }",
 }
+
+
+def redact_url(url: str) -> str:
+    """*url* with any user information (``user:password@``) replaced by ``***@``."""
+    return _USERINFO.sub(lambda m: m.group(0).replace(m.group(1), "***"), url) if isinstance(url, str) else url
+
+
+def _hint(url: str) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    return f"the {scheme}:// filesystem"
+
+
+def _secret_name(name: str) -> bool:
+    low = name.lower()
+    if low in _SECRET_OPTIONS:
+        return True
+    if low.endswith(_REFERENCE_SUFFIXES):
+        return False
+    return bool(_SECRET_WORDS.search(low))
+
+
+def _check_url_secrets(text: str, where: str, label: str, protocol_hint: str) -> None:
+    """Refuse user information and secret-looking query parameters in a URL (never echoing them)."""
+    if _USERINFO.match(text):
+        raise ConfigError(
+            f"{where}: {label} = {redact_url(text)!r} carries user information (user:password@) in the URL, "
+            "which would be printed wherever the URL is (reprs, errors, describe(), logs). Configuration holds "
+            "credentials by reference only: remove it from the URL, give the user name as an option "
+            f"(e.g. options = {{ username = \"svc\" }} for {protocol_hint}) and the password as "
+            "credentials = { password_env = \"ENV_VAR_NAME\" } (or profile = \"name\"), then export ENV_VAR_NAME"
+        )
+    if "?" in text and _SECRET_QUERY.search("?" + text.split("?", 1)[1]):
+        raise ConfigError(
+            f"{where}: {label} = {text.split('?', 1)[0]!r}?... carries a secret-looking query parameter "
+            "(a token, signature or key). Configuration holds credentials by reference only: remove it from "
+            "the URL and pass it as credentials = { <option>_env = \"ENV_VAR_NAME\" } (or a profile)"
+        )
+
+
+def _check_option_secrets(value: Any, where: str, label: str, protocol_hint: str) -> None:
+    """Refuse secrets anywhere in an option table: by key name at any depth, and URLs with user info."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where}: {label}: option names must be strings, got {type(k).__name__}")
+            sub = f"{label}.{k}"
+            if _secret_name(k):
+                raise ConfigError(
+                    f"{where}: {sub} looks like a secret; configuration holds references only. Pass it as a "
+                    f"top-level fsspec option by reference: credentials = {{ <option>_env = \"ENV_VAR_NAME\" }} "
+                    f"(for S3: key_env, secret_env, token_env) or credentials = {{ profile = \"name\" }}, and export "
+                    "ENV_VAR_NAME; its value is then never stored in configuration, logs, errors or the audit log"
+                )
+            _check_option_secrets(v, where, sub, protocol_hint)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_option_secrets(v, where, f"{label}[{i}]", protocol_hint)
+    elif isinstance(value, str) and "://" in value:
+        _check_url_secrets(value, where, label, protocol_hint)
 
 
 @dataclass(frozen=True)
@@ -140,13 +223,18 @@ class Endpoint:
 
     # -- describing -----------------------------------------------------------------------
     def __repr__(self) -> str:
-        return f"Endpoint({self.name!r}, {self.url!r}, attributes={dict(self.attributes)!r})"
+        return f"Endpoint({self.name!r}, {self.display_url!r}, attributes={dict(self.attributes)!r})"
+
+    @property
+    def display_url(self) -> str:
+        """The URL as shown in messages (user information, which configuration refuses anyway, masked)."""
+        return redact_url(self.url)
 
     def describe(self) -> str:
         """``'onprem' (s3://research-eu at http://host:9000)``: for error messages; no secrets."""
         where = self.options.get("endpoint_url") or (self.options.get("client_kwargs") or {}).get("endpoint_url")
-        at = f" at {where}" if isinstance(where, str) else ""
-        return f"endpoint {self.name!r} ({self.url}{at})"
+        at = f" at {redact_url(where)}" if isinstance(where, str) else ""
+        return f"endpoint {self.name!r} ({self.display_url}{at})"
 
     @property
     def is_local(self) -> bool:
@@ -247,6 +335,7 @@ def register_secrets(values: Iterator[str] | tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------------------------
 def _split_url(name: str, url: str, source: str) -> tuple[str, str]:
     """``(protocol, root)`` of an endpoint URL; the root has no trailing slash."""
+    _check_url_secrets(url, source, f"endpoints.{name}.url", _hint(url))
     if url.startswith(SCHEME) or url.startswith("hpcai:"):
         raise ConfigError(f"{source}: endpoints.{name}.url = {url!r}: an endpoint cannot point at another hpcai:// URL")
     if "://" in url:
@@ -303,11 +392,13 @@ def _validate_one(name: str, table: Any, where: str) -> dict[str, Any]:
     for k in options:
         if not isinstance(k, str) or not _OPTION_RE.match(k):
             raise ConfigError(f"{where}: {label}.options: invalid option name {k!r}")
-        if k.lower() in _SECRET_OPTIONS:
+        if _secret_name(k):
             raise ConfigError(
                 f"{where}: {label}.options.{k} looks like a secret; configuration holds references only: "
                 f"write credentials = {{ {k}_env = \"ENV_VAR_NAME\" }} and export ENV_VAR_NAME"
             )
+    _check_url_secrets(url, where, f"{label}.url", _hint(url))
+    _check_option_secrets(options, where, f"{label}.options", _hint(url))
     out["options"] = dict(options)
     creds = table.get("credentials", {})
     if not isinstance(creds, Mapping):

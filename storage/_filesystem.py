@@ -1,10 +1,13 @@
 """The residency-enforcing filesystems.
 
-:class:`EndpointFileSystem` wraps one endpoint's own fsspec filesystem (s3fs, the local
-filesystem, any fsspec protocol). Every call is forwarded explicitly, with paths relative
-to the endpoint root checked so that they cannot escape it. Writes carry tags and are a
-``store`` decision on the endpoint's attributes; reads of tagged data into this process
-are a ``compute`` decision on the host device (downloads to local files too).
+:class:`EndpointFileSystem` wraps one endpoint's own fsspec filesystem (s3fs, the confined
+POSIX filesystem of :mod:`._posix`, any fsspec protocol). Every call is forwarded
+explicitly, with paths relative to the endpoint root checked so that they cannot escape
+it. Writes carry tags — never fewer than the data they describe already has (see
+:meth:`EndpointFileSystem._write_tags`) — and are a ``store`` decision on the endpoint's
+attributes; reads into this process, whatever the file's name, are a ``compute`` decision
+on the host device (downloads to local files too), and tagged data read raw taints the
+process's later writes (:mod:`._taint`).
 Transient errors are retried with backoff; the rest become :mod:`hpcai.errors` classes
 naming the endpoint, never a secret.
 
@@ -29,27 +32,30 @@ from typing import Any
 from fsspec.asyn import AsyncFileSystem, mirror_sync_methods, sync
 
 from hpcai import _config
-from hpcai._tags import TagSet, make_tags, union
+from hpcai._tags import TagSet, as_mapping, make_tags, union
 from hpcai.errors import (
     BackendUnavailableError,
     CredentialsError,
     EndpointUnreachableError,
     HpcaiError,
     InvalidArgumentError,
-    PathEscapeError,
     StorageError,
     StorageNotFoundError,
 )
 
+from . import _taint
 from ._endpoints import SCHEME, Endpoint, check_relpath, get_endpoint, register_secrets
+from ._posix import Beneath, ConfinedFileSystem
 from ._tags_io import (
     GenericTagBackend,
     LocalTagBackend,
+    LocalTagReader,
     S3TagBackend,
     TagBackend,
     check_key,
     is_hidden,
     node_tags,
+    write_local_tags,
 )
 
 __all__ = ["EndpointFileSystem", "HpcaiFileSystem", "endpoint_filesystem", "filesystem"]
@@ -58,8 +64,6 @@ logger = logging.getLogger("hpcai.storage")
 
 #: Seconds a cached zarr-node lookup (tags of an enclosing ``zarr.json``) stays valid.
 NODE_CACHE_TTL = 10.0
-#: Seconds a POSIX directory, once resolved inside its endpoint root, is not resolved again.
-DIR_CHECK_TTL = 2.0
 _META_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 
 _TRANSIENT_NAMES = frozenset(
@@ -150,9 +154,13 @@ def _host() -> Any:
     return resolve_device("numpy:cpu")
 
 
+def _join(d: str, name: str) -> str:
+    return f"{d}/{name}" if d else name
+
+
 @dataclass(frozen=True)
 class _Grant:
-    """Checks already made by the caller (``save``/``load``/``copy``) for one path prefix."""
+    """Checks already made (and audited) by the caller (``save``/``load``/``copy``) for one path prefix."""
 
     prefix: str
     tags: TagSet | None
@@ -162,6 +170,39 @@ class _Grant:
     def covers(self, rel: str) -> bool:
         p = self.prefix
         return rel == p or not p or rel.startswith(p + "/")
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A directory as a zarr node: its tags are those of its ``zarr.json`` content *and* stored with it."""
+
+    is_node: bool
+    tags: TagSet | None = None
+    kind: str | None = None  # "array", "group" (zarr's node_type)
+    head: str | None = None  # the head version, for datasets saved by hpcai
+    meta: Mapping[str, Any] | None = None  # the parsed zarr.json (None when not a JSON object)
+
+
+_NO_NODE = _Node(False)
+
+
+def _parse_meta(data: Any, where: str) -> tuple[TagSet | None, str | None, str | None, Mapping[str, Any] | None]:
+    """``(tags, node_type, head, meta)`` of ``zarr.json`` bytes; all ``None`` when not a JSON object."""
+    try:
+        meta = json.loads(bytes(data))
+    except (ValueError, TypeError):
+        return None, None, None, None
+    if not isinstance(meta, Mapping):
+        return None, None, None, None
+    kind = meta.get("node_type") if isinstance(meta.get("node_type"), str) else None
+    h = (meta.get("attributes") or {}).get("hpcai") if isinstance(meta.get("attributes"), Mapping) else None
+    head = h.get("head") if isinstance(h, Mapping) and isinstance(h.get("head"), str) else None
+    if head is not None:
+        try:
+            head = check_relpath("zarr metadata", head, "-")
+        except HpcaiError:
+            head = None
+    return node_tags(meta, where), kind, head, meta
 
 
 class _Shared:
@@ -183,15 +224,15 @@ class _Shared:
         self.secrets = tuple(v for v in ep.secrets())
         register_secrets(self.secrets)
         self.root = ep.root
-        self.real_root: str | None = None
+        #: POSIX endpoints: every path operation is confined by descriptor (see ``_posix``).
+        self.beneath: Beneath | None = None
         if ep.is_local:
             from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-            from fsspec.implementations.local import LocalFileSystem
 
-            self.sfs: Any = LocalFileSystem(auto_mkdir=True)
+            self.beneath = Beneath(ep.root, ep.name, ep.url_for)
+            self.sfs: Any = ConfinedFileSystem(self.beneath)
             self.afs: Any = AsyncFileSystemWrapper(self.sfs, asynchronous=asynchronous)
-            self.backend: TagBackend = LocalTagBackend(ep.tag_store)
-            self.real_root = os.path.realpath(ep.root)
+            self.backend: TagBackend = LocalTagBackend(ep.tag_store, self.beneath)
         else:
             if ep.is_s3:
                 opts.setdefault("use_listings_cache", False)  # listings always reflect other writers
@@ -218,8 +259,7 @@ class _Shared:
             else:
                 self.backend = GenericTagBackend(self.afs, self.sfs)
         self.lock = threading.Lock()
-        self.dirs_ok: dict[str, float] = {}
-        self.nodes: dict[str, tuple[float, bool, TagSet | None]] = {}
+        self.nodes: dict[str, tuple[float, _Node]] = {}
         self.audited: set[tuple[str, str, TagSet | None]] = set()
 
 
@@ -234,7 +274,8 @@ class EndpointFileSystem(AsyncFileSystem):
     """The residency-enforcing filesystem of one endpoint; paths are relative to its root.
 
     Made by :func:`hpcai.storage.filesystem`. ``tags`` are attached to everything this
-    filesystem writes (on top of tags inherited from an enclosing zarr node).
+    filesystem writes (on top of tags inherited from an enclosing zarr node, and of the
+    process's read-taint ledger).
 
     >>> import hpcai, tempfile
     >>> d = tempfile.mkdtemp()
@@ -268,7 +309,7 @@ class EndpointFileSystem(AsyncFileSystem):
     # -- identity ---------------------------------------------------------------------------
     def __repr__(self) -> str:
         g = f", grant={self._grant.prefix!r}" if self._grant else ""
-        return f"<EndpointFileSystem {self.endpoint.name!r} {self.endpoint.url}{g}>"
+        return f"<EndpointFileSystem {self.endpoint.name!r} {self.endpoint.display_url}{g}>"
 
     def __reduce__(self) -> Any:
         return (_rebuild_endpoint_fs, (self.endpoint.name, self.tags, self.asynchronous))
@@ -296,54 +337,38 @@ class EndpointFileSystem(AsyncFileSystem):
             mirror_sync_methods(obj)
         return obj
 
-    def granted(self, prefix: str, tags: TagSet | None, *, write: bool = False, read: bool = False) -> EndpointFileSystem:
-        """A view whose writes (or reads) under *prefix* were already checked and audited by the caller."""
+    def _granted(
+        self, prefix: str, tags: TagSet | None, *, decision: Any, write: bool = False, read: bool = False
+    ) -> EndpointFileSystem:
+        """A view whose writes (or reads) under *prefix* are covered by *decision*.
+
+        Private to hpcai's own operations (``save``, ``load``, ``open``, ``copy``): *decision*
+        is the :class:`~hpcai.residency.Decision` they took and audited (``residency.enforce``
+        or :meth:`check_store`); it must allow, and its tags must include *tags*. A write
+        under the grant that would carry more tags than that is decided again.
+        """
+        from hpcai import residency
+
+        if not isinstance(decision, residency.Decision) or not decision.allowed:
+            raise InvalidArgumentError(
+                f"_granted: a grant needs the allowing residency.Decision that covers it, got {decision!r}"
+            )
+        for k, vs in as_mapping(tags).items():
+            if not vs <= frozenset(decision.tags.get(k, ())):
+                raise InvalidArgumentError(
+                    f"_granted: the decision ({decision.op} on {decision.destination}) did not cover the tag "
+                    f"{k}={'|'.join(sorted(vs))}; decide for the tags the grant carries"
+                )
         return self._derive(_Grant(check_relpath("granted", prefix, self.endpoint.name), tags, write, read))
 
     # -- paths --------------------------------------------------------------------------------
     def _full(self, rel: str, fname: str, follow: bool = True) -> str:
-        """The wrapped filesystem's path of *rel*, checked. ``follow=False``: the last component
-        is replaced or removed, never followed (writes rename into place; rm unlinks)."""
-        s = self._s
+        """The wrapped filesystem's path of *rel* (checked: no ``..``, no absolute paths, no
+        reserved names). On POSIX every operation on it is confined to the root by descriptor
+        (``_posix.Beneath``), so that no symbolic link, however late it appears, leads out."""
         rel = check_relpath(fname, rel, self.endpoint.name)
-        root = s.root
-        full = (root.rstrip("/") + "/" + rel) if rel else root
-        if s.real_root is not None and rel:
-            self._check_inside(full, rel, fname, follow)
-        return full
-
-    def _check_inside(self, full: str, rel: str, fname: str, follow: bool) -> None:
-        """POSIX: *full* must resolve inside the root. Directories already resolved are cached briefly,
-        so a new directory costs one ``lstat``; the last component is resolved when it will be followed."""
-        self._dir_inside(full.rpartition("/")[0], rel, fname, time.monotonic())
-        if follow and os.path.islink(full):
-            self._inside_or_raise(os.path.realpath(full), rel, fname)
-
-    def _dir_inside(self, directory: str, rel: str, fname: str, now: float) -> None:
-        s = self._s
-        pending: list[str] = []
-        d = directory
-        while d != s.root and s.dirs_ok.get(d, 0.0) <= now:
-            if not d.startswith(s.root):
-                self._inside_or_raise(os.path.realpath(directory), rel, fname)
-                return
-            pending.append(d)
-            d = d.rpartition("/")[0]
-        if len(s.dirs_ok) > 4096:
-            s.dirs_ok.clear()
-        for d in reversed(pending):  # from the known-good ancestor down: one lstat per new level
-            if os.path.islink(d):
-                self._inside_or_raise(os.path.realpath(d), rel, fname)
-            s.dirs_ok[d] = now + DIR_CHECK_TTL
-
-    def _inside_or_raise(self, real: str, rel: str, fname: str) -> None:
-        rr = self._s.real_root
-        assert rr is not None
-        if not (real == rr or real.startswith(rr.rstrip("/") + "/")):
-            raise PathEscapeError(
-                f"{fname}: {self.endpoint.url_for(rel)} resolves to {real}, outside the root of "
-                f"endpoint {self.endpoint.name!r} ({rr}); symbolic links may not leave an endpoint"
-            )
+        root = self._s.root
+        return (root.rstrip("/") + "/" + rel) if rel else root
 
     def _rel(self, full: str) -> str:
         root = self._s.root.rstrip("/")
@@ -412,33 +437,45 @@ class EndpointFileSystem(AsyncFileSystem):
     def _run(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         return sync(self.loop, coro_fn, *args, **kwargs)
 
-    # -- tags and checks ------------------------------------------------------------------------
-    async def _node_meta(self, rel_dir: str) -> tuple[bool, TagSet | None]:
-        """Whether *rel_dir* is a zarr node (has ``zarr.json``) and its tags (cached briefly)."""
+    # -- tags ---------------------------------------------------------------------------------
+    async def _own_tags(self, rel: str) -> TagSet | None:
+        """The tags stored with the object at *rel* itself (object tags and metadata, xattrs and
+        sidecar: their union); ``None`` when there is no such object."""
+        try:
+            return await self._retry("read tags", rel, self._s.backend.read, self._full(rel, "read tags"))  # type: ignore[no-any-return]
+        except (StorageNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    async def _read_internal(self, path: str) -> bytes:
+        """Bytes of a small metadata object for hpcai's own use (pointer, node lookups).
+
+        Never handed to callers as data: the decisions about the data it describes are taken by
+        the operation that reads it (``load``/``open``: ``compute`` on the device).
+        """
+        return await self._retry("read", path, self._s.afs._cat_file, self._full(path, "read"))  # type: ignore[no-any-return]
+
+    async def _node_meta(self, rel_dir: str, fresh: bool = False) -> _Node:
+        """Whether *rel_dir* is a zarr node (has ``zarr.json``), its kind and its tags: those in the
+        ``zarr.json`` content and those stored with the ``zarr.json`` object (cached briefly)."""
         s = self._s
         now = time.monotonic()
-        hit = s.nodes.get(rel_dir)
-        if hit is not None and hit[0] > now:
-            return hit[1], hit[2]
-        path = f"{rel_dir}/zarr.json" if rel_dir else "zarr.json"
+        if not fresh:
+            hit = s.nodes.get(rel_dir)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        path = _join(rel_dir, "zarr.json")
         try:
-            raw = await self._retry("read zarr metadata", path, s.afs._cat_file, self._full(path, "read"))
-        except StorageNotFoundError:
-            result: tuple[bool, TagSet | None] = (False, None)
-        except (IsADirectoryError, NotADirectoryError):
-            result = (False, None)
+            raw = await self._read_internal(path)
+        except (StorageNotFoundError, IsADirectoryError, NotADirectoryError):
+            node = _NO_NODE
         else:
-            try:
-                meta = json.loads(raw)
-            except ValueError:
-                result = (True, None)
-            else:
-                result = (True, node_tags(meta, self.endpoint.url_for(path)) if isinstance(meta, Mapping) else None)
-        s.nodes[rel_dir] = (now + NODE_CACHE_TTL, result[0], result[1])
-        return result
-
-    def _remember_node(self, rel_dir: str, is_node: bool, tags: TagSet | None) -> None:
-        self._s.nodes[rel_dir] = (time.monotonic() + NODE_CACHE_TTL, is_node, tags)
+            content, kind, head, meta = _parse_meta(raw, self.endpoint.url_for(path))
+            stored = await self._own_tags(path)
+            node = _Node(True, union(content, stored), kind, head, meta)
+        if len(s.nodes) > 4096:
+            s.nodes.clear()
+        s.nodes[rel_dir] = (now + NODE_CACHE_TTL, node)
+        return node
 
     def _forget_nodes(self, rel: str) -> None:
         s = self._s
@@ -446,47 +483,85 @@ class EndpointFileSystem(AsyncFileSystem):
             if k == rel or not rel or k.startswith(rel + "/"):
                 s.nodes.pop(k, None)
 
-    async def _enclosing(self, rel: str) -> tuple[str | None, TagSet | None]:
-        """The nearest enclosing zarr node of *rel* and the union of all enclosing nodes' tags."""
+    async def _enclosing(self, rel: str) -> tuple[str | None, str | None, TagSet | None]:
+        """``(nearest enclosing zarr node of rel, its kind, union of all enclosing nodes' tags)``."""
         parts = rel.split("/")[:-1]
         nearest: str | None = None
+        kind: str | None = None
         tags: TagSet | None = None
         for i in range(len(parts), -1, -1):
             d = "/".join(parts[:i])
-            is_node, t = await self._node_meta(d)
-            if is_node:
+            n = await self._node_meta(d)
+            if n.is_node:
                 if nearest is None:
-                    nearest = d
-                tags = union(tags, t)
-        return nearest, tags
+                    nearest, kind = d, n.kind
+                tags = union(tags, n.tags)
+        return nearest, kind, tags
+
+    async def _above(self, rel_dir: str) -> TagSet | None:
+        """The tags of the zarr nodes strictly above the directory *rel_dir*."""
+        if not rel_dir:
+            return None
+        return (await self._enclosing(rel_dir))[2]
 
     async def _data_tags(self, rel: str) -> tuple[str | None, TagSet | None]:
-        """Tags that govern the data at *rel*: its zarr node's (if inside one) else its own."""
-        name = rel.rsplit("/", 1)[-1]
-        if name == "zarr.json":
+        """``(nearest node, effective tags)`` of the data at *rel*: the union of its own stored tags
+        and those of every enclosing zarr node (a ``zarr.json`` stands for its node)."""
+        if rel.rsplit("/", 1)[-1] == "zarr.json":
             here = rel.rpartition("/")[0]
-            _, t = await self._node_meta(here)
-            _, up = await self._enclosing(here + "/x" if here else "x")
-            return here, union(t, up)
-        node, tags = await self._enclosing(rel)
-        if node is not None:
-            return node, tags
-        own = await self._retry("read tags", rel, self._s.backend.read, self._full(rel, "read tags"))
-        return None, own
+            n = await self._node_meta(here)
+            own = n.tags if n.is_node else await self._own_tags(rel)
+            return here, union(own, await self._above(here))
+        node, _, up = await self._enclosing(rel)
+        return node, union(await self._own_tags(rel), up)
+
+    async def _node_tags(self, rel_dir: str, fresh: bool = False) -> TagSet | None:
+        """The effective tags of the zarr node *rel_dir*; for a dataset, with its head version's."""
+        n = await self._node_meta(rel_dir, fresh=fresh)
+        t = union(n.tags, await self._above(rel_dir))
+        if n.head is not None:
+            t = union(t, (await self._node_meta(_join(rel_dir, n.head), fresh=fresh)).tags)
+        return t
 
     async def _get_tags(self, path: str) -> TagSet | None:
-        """The tags stored with *path*: a file's own, or a zarr node's (dataset directories too)."""
+        """The effective tags of *path*: a file's (its own and its nodes'), a zarr node's, a dataset's."""
         rel = check_relpath("tags", path, self.endpoint.name)
-        is_node, t = await self._node_meta(rel)
-        if is_node:
-            _, up = await self._enclosing(rel + "/x" if rel else "x")
-            return union(t, up)
+        if (await self._node_meta(rel)).is_node:
+            return await self._node_tags(rel)
+        await self._info(rel)  # StorageNotFoundError naming the URL when there is nothing
         return (await self._data_tags(rel))[1]
 
     def get_tags(self, path: str) -> TagSet | None:
         """Sync :meth:`_get_tags`: ``fs.get_tags("data/x.bin")`` -> ``frozenset({("origin", "DE")})``."""
         return self._run(self._get_tags, path)  # type: ignore[no-any-return]
 
+    async def _tags_under(self, rel_dir: str) -> TagSet | None:
+        """The union of the tags of everything stored under *rel_dir* (a new array node's chunks)."""
+        try:
+            found = await self._find(rel_dir)
+        except StorageNotFoundError:
+            return None
+        sem = asyncio.Semaphore(16)
+
+        async def one(f: str) -> TagSet | None:
+            async with sem:
+                if f.rsplit("/", 1)[-1] == "zarr.json":
+                    return (await self._node_meta(f.rpartition("/")[0], fresh=True)).tags
+                return await self._own_tags(f)
+
+        out: TagSet | None = None
+        for t in await asyncio.gather(*(one(f) for f in found)):
+            out = union(out, t)
+        return out
+
+    async def _widen(self, node: str, tags: TagSet | None) -> None:
+        """Add *tags* to those stored with the array node's ``zarr.json`` (its chunks never carry
+        tags that the node does not: ``load``, which decides once for the node, sees them)."""
+        path = _join(node, "zarr.json")
+        await self._retry("tag zarr metadata", path, self._s.backend.add_tags, self._full(path, "tag"), tags)
+        self._forget_nodes(node)
+
+    # -- decisions ----------------------------------------------------------------------------
     async def check_store(
         self,
         rel: str,
@@ -497,83 +572,132 @@ class EndpointFileSystem(AsyncFileSystem):
         source: str | None = None,
         dataset: str | None = None,
         audit_key: str | None = None,
-    ) -> None:
-        """A ``store`` decision for *tags* on this endpoint; audited (once per *audit_key*) and raised."""
-        if not _rules_active():
-            return
+        tainted: TagSet | None = None,
+    ) -> Any:
+        """A ``store`` decision for *tags* on this endpoint; audited (once per *audit_key*) and raised.
+
+        Returns the :class:`~hpcai.residency.Decision`. *tainted*: the tags that the read-taint
+        ledger added (named in a refusal).
+        """
         from hpcai import residency
+        from hpcai.errors import ResidencyError
 
         ep = self.endpoint
         d = residency.decide("store", tags, ep.attributes, destination=ep.name)
         if d.effect is None:
-            return
+            return d
         key = (audit_key, "store", tags) if audit_key is not None else None
         if d.allowed and key is not None and key in self._s.audited:
-            return
-        residency.enforce(
-            "store",
-            tags,
-            ep.attributes,
-            destination=ep.name,
-            source=source,
-            nbytes=nbytes,
-            dataset=dataset or ep.url_for(rel),
-            operation=operation,
-        )
+            return d
+        try:
+            d = residency.enforce(
+                "store",
+                tags,
+                ep.attributes,
+                destination=ep.name,
+                source=source,
+                nbytes=nbytes,
+                dataset=dataset or ep.url_for(rel),
+                operation=operation,
+            )
+        except ResidencyError as exc:
+            if tainted:
+                raise ResidencyError(f"{exc}. {_taint.describe(tainted)}", decision=exc.decision) from None
+            raise
         if key is not None:
             self._s.audited.add(key)
+        return d
 
-    async def _read_check(self, rel: str, nbytes: int = 0, operation: str = "read") -> None:
-        """Reading tagged data into this process is a ``compute`` decision on the host device."""
+    async def _read_check(self, rel: str, nbytes: int = 0, operation: str = "read") -> TagSet | None:
+        """Reading stored data into this process (whatever the file's name, metadata included) is a
+        ``compute`` decision on the host device; tagged data read this way taints the process's
+        later writes (:mod:`._taint`). Returns the data's tags (``None`` when not looked up)."""
         op = "compute"
         g = self._grant
         if g is not None and g.read and g.covers(rel):
-            return
-        if rel.rsplit("/", 1)[-1] in _META_NAMES or not _rules_active():
-            return
+            return g.tags
+        if not _rules_active():
+            return None
         from hpcai import residency
 
         node, tags = await self._data_tags(rel)
         host = _host()
         d = residency.decide(op, tags, host.spec.attributes, destination=host.spec.name)
-        if d.effect is None:
-            return
-        key = (node, op, tags) if node is not None else None
-        if d.allowed and key is not None and key in self._s.audited:
-            return
-        residency.enforce(
-            op,
-            tags,
-            host.spec.attributes,
-            destination=host.spec.name,
-            source=self.endpoint.name,
-            nbytes=nbytes,
-            dataset=self.endpoint.url_for(node if node is not None else rel),
-            operation=operation,
-        )
-        if key is not None:
-            self._s.audited.add(key)
+        if d.effect is not None:
+            key = (node, op, tags) if node is not None else None
+            if not (d.allowed and key is not None and key in self._s.audited):
+                residency.enforce(
+                    op,
+                    tags,
+                    host.spec.attributes,
+                    destination=host.spec.name,
+                    source=self.endpoint.name,
+                    nbytes=nbytes,
+                    dataset=self.endpoint.url_for(node if node is not None else rel),
+                    operation=operation,
+                )
+                if key is not None:
+                    self._s.audited.add(key)
+        _taint.record(tags, self.endpoint.url_for(rel))
+        return tags
 
-    async def _write_tags(self, rel: str, explicit: Any, data: Any = None, nbytes: int = 0, operation: str = "write") -> TagSet | None:
-        """The tags a write to *rel* carries, after the ``store`` check (raises before any byte is written)."""
+    async def _write_tags(
+        self,
+        rel: str,
+        explicit: Any,
+        data: Any = None,
+        nbytes: int = 0,
+        operation: str = "write",
+        *,
+        taint: bool = True,
+        inherit: bool = True,
+        source: str | None = None,
+        dataset: str | None = None,
+    ) -> TagSet | None:
+        """The tags a write to *rel* carries, after the ``store`` check (raises before any byte is written).
+
+        Stored tags only grow: a write carries the tags of every enclosing zarr node; a
+        ``zarr.json`` write also those of the node it replaces and, when it makes a directory
+        an array, those of everything already stored there; a write that brings new tags into
+        an array widens the array's ``zarr.json`` first. Raw writes (*taint*) carry the
+        process's read-taint ledger.
+        """
+        url = self.endpoint.url_for(rel)
+        here = rel.rpartition("/")[0]
+        is_meta = rel.rsplit("/", 1)[-1] == "zarr.json"
+        explicit_t = normalize_tags(operation, explicit)
+        content, kind = None, None
+        if is_meta and data is not None:
+            content, kind, _, _ = _parse_meta(data, url)
         g = self._grant
         if g is not None and g.write and g.covers(rel):
-            return union(g.tags, normalize_tags(operation, explicit))
-        tags = union(self.tags, normalize_tags(operation, explicit))
-        name = rel.rsplit("/", 1)[-1]
-        is_meta = name == "zarr.json" and data is not None
+            tags = union(union(g.tags, explicit_t), content)
+            if is_meta and inherit:
+                tags = union(tags, (await self._node_meta(here, fresh=True)).tags)
+            if tags and not (g.tags and tags <= g.tags):  # more than the caller decided for
+                await self.check_store(rel, tags, nbytes=nbytes, operation=operation, source=source, dataset=dataset)
+            return tags
+        tags = union(union(self.tags, explicit_t), content)
+        ledger = _taint.current() if taint else None
+        tainted = ledger - tags if ledger and tags else ledger
+        tags = union(tags, ledger)
         if is_meta:
-            try:
-                meta = json.loads(bytes(data))
-            except ValueError:
-                meta = None
-            if isinstance(meta, Mapping):
-                tags = union(tags, node_tags(meta, self.endpoint.url_for(rel)))
-        node, up = await self._enclosing(rel)
+            prev = await self._node_meta(here, fresh=True)
+            tags = union(tags, prev.tags)  # an overwrite keeps the node's tags
+            if kind != "group" and not (prev.is_node and prev.kind == "array"):
+                tags = union(tags, await self._tags_under(here))  # a new array takes its chunks' tags
+            tags = union(tags, await self._above(here))
+            await self.check_store(rel, tags, nbytes=nbytes, operation=operation, source=source,
+                                   dataset=dataset, tainted=tainted)
+            return tags
+        node, node_kind, up = await self._enclosing(rel)
+        brought = tags
         tags = union(tags, up)
-        audit_key = None if (is_meta or node is None) else node
-        await self.check_store(rel, tags, nbytes=nbytes, operation=operation, audit_key=audit_key,
-                               dataset=self.endpoint.url_for(audit_key) if audit_key is not None else None)
+        await self.check_store(rel, tags, nbytes=nbytes, operation=operation, source=source,
+                               audit_key=node, tainted=tainted,
+                               dataset=dataset or (self.endpoint.url_for(node) if node is not None else None))
+        if node is not None and node_kind == "array" and brought and not (up and brought <= up):
+            await self._widen(node, brought)
         return tags
 
     # -- reading ------------------------------------------------------------------------------
@@ -605,16 +729,21 @@ class EndpointFileSystem(AsyncFileSystem):
         return bool(await self._retry("exists", path, self._s.afs._exists, full))
 
     async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
-        full = self._full(path, "cat_file")
-        await self._read_check(check_relpath("cat_file", path, self.endpoint.name))
+        rel = check_relpath("cat_file", path, self.endpoint.name)
+        full = self._full(rel, "cat_file")
+        await self._read_check(rel)
         return await self._retry("cat_file", path, self._s.afs._cat_file, full, start=start, end=end)  # type: ignore[no-any-return]
 
     async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
-        full = self._full(rpath, "get_file")
-        await self._read_check(check_relpath("get_file", rpath, self.endpoint.name), operation="download")
+        rel = check_relpath("get_file", rpath, self.endpoint.name)
+        full = self._full(rel, "get_file")
+        tags = await self._read_check(rel, operation="download")
         if os.path.isdir(lpath):
             return
+        if tags is None and (self._grant is None or not self._grant.covers(rel)):
+            tags = (await self._data_tags(rel))[1]
         await self._retry("get_file", rpath, self._s.afs._get_file, full, lpath)
+        await asyncio.to_thread(write_local_tags, lpath, tags)  # uploads of the local copy carry them
 
     # -- writing ------------------------------------------------------------------------------
     async def _pipe_file(self, path: str, value: Any, mode: str = "overwrite", tags: Any = None, **kwargs: Any) -> None:
@@ -629,10 +758,11 @@ class EndpointFileSystem(AsyncFileSystem):
         await self._retry("pipe_file", rel, self._s.backend.put, full, data, t)
 
     async def _commit(self, path: str, data: bytes, tags: Any = None) -> None:
-        """Replace a small object (a dataset's commit pointer) atomically."""
+        """Replace a dataset's commit pointer atomically (``save``: the pointer names the new version,
+        whose own ``zarr.json`` keeps the old versions' tags, so the pointer does not inherit them)."""
         rel = check_relpath("commit", path, self.endpoint.name)
         full = self._full(rel, "commit", follow=False)
-        t = await self._write_tags(rel, tags, data, len(data), operation="commit")
+        t = await self._write_tags(rel, tags, data, len(data), operation="commit", inherit=False)
         await self._retry("commit", rel, self._s.backend.put, full, data, t)
         self._forget_nodes(rel.rpartition("/")[0])
 
@@ -646,7 +776,11 @@ class EndpointFileSystem(AsyncFileSystem):
         if rel.rsplit("/", 1)[-1] == "zarr.json":
             with open(lpath, "rb") as f:
                 meta = f.read()
-        t = await self._write_tags(rel, tags, meta, size, operation="upload")
+        local = await asyncio.to_thread(LocalTagReader().tags, lpath)  # tags recorded inside the data
+        explicit = union(normalize_tags("upload", tags), local)
+        t = await self._write_tags(rel, explicit, meta, size, operation="upload", source=f"local file {lpath}")
+        if rel.rsplit("/", 1)[-1] in _META_NAMES:
+            self._forget_nodes(rel.rpartition("/")[0])
         await self._retry("put_file", rel, self._s.backend.put_file, lpath, full, t)
         if callback is not None:
             callback.relative_update(size)
@@ -656,21 +790,17 @@ class EndpointFileSystem(AsyncFileSystem):
         r2 = check_relpath("copy", path2, self.endpoint.name)
         f1, f2 = self._full(r1, "copy"), self._full(r2, "copy")
         _, src_tags = await self._data_tags(r1)
-        g = self._grant
-        if g is not None and g.write and g.covers(r2):
-            t = union(g.tags, src_tags)
-        else:
-            info = await self._info(r1)
-            t = union(union(src_tags, self.tags), normalize_tags("copy", tags))
-            _, up = await self._enclosing(r2)
-            t = union(t, up)
-            await self.check_store(r2, t, nbytes=int(info.get("size") or 0), operation="copy",
+        info = await self._info(r1)
+        data = await self._read_internal(r1) if r2.rsplit("/", 1)[-1] == "zarr.json" else None
+        t = await self._write_tags(r2, union(src_tags, normalize_tags("copy", tags)), data,
+                                   int(info.get("size") or 0), operation="copy", taint=False,
                                    source=self.endpoint.name, dataset=self.endpoint.url_for(r1))
         backend = self._s.backend
-        if isinstance(backend, LocalTagBackend):
-            await self._retry("copy", r2, asyncio.to_thread, backend.put_file_sync, f1, f2, t)
+        if isinstance(backend, LocalTagBackend) and data is None:
+            await self._retry("copy", r2, asyncio.to_thread, backend.copy_sync, f1, f2, t)
         else:
-            data = await self._retry("copy", r1, self._s.afs._cat_file, f1)
+            if data is None:
+                data = await self._retry("copy", r1, self._s.afs._cat_file, f1)
             await self._retry("copy", r2, backend.put, f2, data, t)
         if r2.rsplit("/", 1)[-1] in _META_NAMES:
             self._forget_nodes(r2.rpartition("/")[0])
@@ -694,18 +824,11 @@ class EndpointFileSystem(AsyncFileSystem):
         for p in paths:
             rel = check_relpath("rm", p, self.endpoint.name)
             full = self._full(rel, "rm")
-            files: list[str] = []
-            if not isinstance(self._s.backend, S3TagBackend):
-                try:
-                    files = list(await self._find(rel, maxdepth=maxdepth)) if recursive else []
-                except StorageNotFoundError:
-                    files = []
             kw: dict[str, Any] = {"recursive": recursive}
             if maxdepth is not None:
                 kw["maxdepth"] = maxdepth
             await self._retry("rm", rel, self._s.afs._rm, full, **kw)
-            for f in files or [rel]:
-                await self._s.backend.removed(self._full(f, "rm"))
+            await self._s.backend.removed(full)  # sidecars under a removed tree went with it
             self._forget_nodes(rel)
 
     async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
@@ -1061,15 +1184,13 @@ async def copy_between(
     r2: str,
     *,
     extra_tags: TagSet | None = None,
-    checked: bool = False,
 ) -> int:
     """Copy one object between endpoints: the source's tags are checked against the destination first."""
     _, src_tags = await src._data_tags(r1)
     tags = union(union(src_tags, extra_tags), dst.tags)
-    if not checked:
-        info = await src._info(r1)
-        await dst.check_store(r2, tags, nbytes=int(info.get("size") or 0), operation="copy",
+    info = await src._info(r1)
+    d = await dst.check_store(r2, tags, nbytes=int(info.get("size") or 0), operation="copy",
                               source=src.endpoint.name, dataset=src.endpoint.url_for(r1))
-    data = await src.granted(r1, src_tags, read=True)._cat_file(r1)
-    await dst.granted(r2, tags, write=True)._pipe_file(r2, data)
+    data = await src._granted(r1, src_tags, read=True, decision=d)._cat_file(r1)
+    await dst._granted(r2, tags, write=True, decision=d)._pipe_file(r2, data)
     return len(data)

@@ -16,10 +16,12 @@ from fsspec.asyn import sync
 from hpcai._tags import TagSet, as_mapping, union
 from hpcai.errors import InvalidArgumentError, StorageNotFoundError
 
+from . import _taint
 from ._endpoints import SCHEME, Endpoint, parse_url
 from ._filesystem import EndpointFileSystem, endpoint_filesystem, normalize_tags
+from ._tags_io import HIDDEN_PREFIX, LocalTagReader, write_local_tags
 
-__all__ = ["CopyResult", "Entry", "copy", "ls", "rm", "tags"]
+__all__ = ["CopyResult", "Entry", "copy", "ls", "rm", "tags", "untag"]
 
 #: How many objects a copy moves at once.
 COPY_CONCURRENCY = 8
@@ -53,17 +55,12 @@ def _fs(url: str, fname: str) -> tuple[Endpoint, str, EndpointFileSystem]:
 def _kind(fs: EndpointFileSystem, rel: str, info: Mapping[str, Any]) -> str:
     if info.get("type") != "directory":
         return "file"
-    is_node, _ = sync(fs.loop, fs._node_meta, rel)
-    if not is_node:
+    node = sync(fs.loop, fs._node_meta, rel)
+    if not node.is_node:
         return "directory"
-    raw = fs.cat_file(f"{rel}/zarr.json" if rel else "zarr.json")
-    import json
-
-    meta = json.loads(raw)
-    if meta.get("node_type") == "array":
+    if node.kind == "array":
         return "array"
-    h = (meta.get("attributes") or {}).get("hpcai")
-    return "dataset" if isinstance(h, Mapping) and "head" in h else "group"
+    return "dataset" if node.head is not None else "group"
 
 
 def ls(url: str, *, with_tags: bool = False) -> list[Entry]:
@@ -99,6 +96,115 @@ def tags(url: str) -> MappingProxyType[str, frozenset[str]]:
     """
     _, rel, fs = _fs(url, "hpcai tags")
     return as_mapping(fs.get_tags(rel))
+
+
+def untag(url: str, key: str, *, reason: str) -> MappingProxyType[str, frozenset[str]]:
+    """Remove the tag *key* from stored data; *reason* goes to the audit log first. Returns the tags left.
+
+    The only way stored tags shrink (writes never drop them: see docs/storage.md). For a
+    file, its own stored tags lose *key*; for a directory, a zarr node or a dataset, every
+    object under it (chunks, ``zarr.json`` content and stored tags alike). A tag that comes
+    from an enclosing zarr node is that node's to drop: the error names it. If the audit
+    record cannot be written, nothing is untagged.
+
+    >>> import hpcai, tempfile
+    >>> _ = hpcai.configure(data={"endpoints": {"scratch": {"url": "file://" + tempfile.mkdtemp()}}})
+    >>> hpcai.storage.filesystem("scratch", tags={"origin": "DE"}).pipe_file("a.txt", b"x")
+    >>> dict(untag("hpcai://scratch/a.txt", "origin", reason="public data (ticket 7)"))  # doctest: +SKIP
+    {}
+    """
+    fname = "hpcai untag"
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidArgumentError(
+            f"{fname}: a reason is required and is recorded in the audit log, e.g. "
+            "untag(url, \"classification\", reason=\"anonymised by job 42\") or hpcai untag URL KEY --reason TEXT"
+        )
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"{fname}: expected a tag key such as 'classification', got {key!r}")
+    ep, rel, fs = _fs(url, fname)
+    return sync(fs.loop, _untag, fs, ep, rel, key, reason)  # type: ignore[no-any-return]
+
+
+async def _untag(fs: EndpointFileSystem, ep: Endpoint, rel: str, key: str, reason: str) -> MappingProxyType[str, frozenset[str]]:
+    import json
+
+    from hpcai import audit, residency
+    from hpcai.errors import StorageError
+
+    fname = "hpcai untag"
+    url = ep.url_for(rel)
+    before = as_mapping(await fs._get_tags(rel))
+    if key not in before:
+        have = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in before.items()) or "none"
+        raise InvalidArgumentError(f"{fname}: {url} has no tag {key!r} (its tags: {have})")
+    info = await fs._info(rel)
+    is_dir = info.get("type") == "directory"
+    parts = rel.split("/") if rel else []
+    for i in range(len(parts) - 1, -1, -1):  # the zarr nodes above rel
+        d = "/".join(parts[:i])
+        n = await fs._node_meta(d, fresh=True)
+        if n.is_node and key in as_mapping(n.tags):
+            holder = ep.url_for(d)
+            raise InvalidArgumentError(
+                f"{fname}: the tag {key!r} of {url} comes from the enclosing zarr node {holder}, which governs "
+                f"everything under it; untag that node instead (hpcai untag {holder} {key} --reason ...)"
+            )
+    if is_dir:
+        found = await fs._find(rel, detail=True)
+        files = list(found)
+        nbytes = sum(int(v.get("size") or 0) for v in found.values())
+    else:
+        files = [rel]
+        nbytes = int(info.get("size") or 0)
+    audit.append(
+        {
+            "operation": "untag",
+            "op": "untag",
+            "tags": {k: sorted(v) for k, v in before.items()},
+            "removed": {key: sorted(before[key])},
+            "bytes": nbytes,
+            "files": len(files),
+            "source": ep.name,
+            "destination": ep.name,
+            "dataset": url,
+            "decision": "allow",
+            "effect": None,
+            "rule": None,
+            "reason": reason,
+            "policy": residency.current_policy().source,
+        }
+    )
+    backend = fs._s.backend
+    sem = asyncio.Semaphore(COPY_CONCURRENCY)
+
+    async def one(f: str) -> None:
+        async with sem:
+            full = fs._full(f, fname)
+            own = await fs._own_tags(f)
+            left = frozenset(p for p in own or () if p[0] != key) or None
+            if f.rsplit("/", 1)[-1] == "zarr.json":
+                raw = await fs._read_internal(f)
+                try:
+                    meta = json.loads(raw)
+                except ValueError:
+                    meta = None
+                h = (meta.get("attributes") or {}).get("hpcai") if isinstance(meta, dict) else None
+                if isinstance(h, dict) and isinstance(h.get("tags"), dict) and key in h["tags"]:
+                    del h["tags"][key]
+                    await fs._retry(fname, f, backend.put, full, json.dumps(meta, indent=2).encode(), left)
+                    return
+            if own is not None and left != own:
+                await fs._retry(fname, f, backend.retag, full, left)
+
+    await asyncio.gather(*(one(f) for f in files))
+    fs._forget_nodes(rel if is_dir else rel.rpartition("/")[0])
+    after = as_mapping(await fs._get_tags(rel))
+    if key in after:
+        raise StorageError(
+            f"{fname}: {url} still carries {key}={'|'.join(sorted(after[key]))} after the untag (recorded in the "
+            "audit log): something wrote it again meanwhile; look at the audit log and retry"
+        )
+    return after
 
 
 def rm(url: str, *, recursive: bool = False) -> int:
@@ -184,8 +290,8 @@ def copy(
     src_fs = None if isinstance(s, _Local) else endpoint_filesystem(s[0].name)
     loop = (src_fs or endpoint_filesystem(d[0].name)).loop  # type: ignore[index]
     files, total, groups = sync(loop, _plan, s, src_fs, extra, fname)
-    sync(loop, _check, s, d, groups, fname)
-    done = sync(loop, _transfer, s, d, files, total, overwrite, progress, fname)
+    decided = sync(loop, _check, s, d, groups, fname)
+    done = sync(loop, _transfer, s, d, files, total, overwrite, progress, fname, decided)
     return CopyResult(len(files), done, time.perf_counter() - t0, tuple(as_mapping(t) for t in groups))
 
 
@@ -194,23 +300,42 @@ async def _plan(
 ) -> tuple[list[tuple[str, int, TagSet | None]], int, dict[TagSet | None, int]]:
     files: list[tuple[str, int, TagSet | None]] = []
     if isinstance(s, _Local):
-        if os.path.isdir(s.path):
-            for dirpath, _, names in os.walk(s.path):
-                for n in names:
-                    p = os.path.join(dirpath, n)
-                    files.append((os.path.relpath(p, s.path).replace(os.sep, "/"), os.path.getsize(p), extra))
-        else:
-            files.append(("", os.path.getsize(s.path), extra))
+        # An upload carries the tags recorded inside the data (zarr attributes, and the xattrs or
+        # sidecars that downloads leave) and those this process read raw (the read-taint ledger).
+        reader = LocalTagReader()
+        extra = union(extra, _taint.current())
+
+        def walk() -> list[tuple[str, int, TagSet | None]]:
+            out = []
+            if os.path.isdir(s.path):
+                for dirpath, _, names in os.walk(s.path):
+                    for n in names:
+                        if n.startswith(HIDDEN_PREFIX):
+                            continue
+                        p = os.path.join(dirpath, n)
+                        out.append((os.path.relpath(p, s.path).replace(os.sep, "/"), os.path.getsize(p),
+                                    union(reader.tags(p), extra)))
+            else:
+                out.append(("", os.path.getsize(s.path), union(reader.tags(s.path), extra)))
+            return out
+
+        files = await asyncio.to_thread(walk)
     else:
         assert src_fs is not None
         rel = s[1]
         info = await src_fs._info(rel)
         if info.get("type") == "directory":
             found = await src_fs._find(rel, detail=True)
-            for name, inf in found.items():
-                _, t = await src_fs._data_tags(name)
+            sem = asyncio.Semaphore(COPY_CONCURRENCY)
+
+            async def one(name: str) -> TagSet | None:
+                async with sem:
+                    return (await src_fs._data_tags(name))[1]
+
+            names = list(found)
+            for name, t in zip(names, await asyncio.gather(*(one(n) for n in names))):
                 sub = name[len(rel) + 1:] if rel else name
-                files.append((sub, int(inf.get("size") or 0), union(t, extra)))
+                files.append((sub, int(found[name].get("size") or 0), union(t, extra)))
         else:
             _, t = await src_fs._data_tags(rel)
             files.append(("", int(info.get("size") or 0), union(t, extra)))
@@ -222,7 +347,7 @@ async def _plan(
 
 async def _check(
     s: tuple[Endpoint, str] | _Local, d: tuple[Endpoint, str] | _Local, groups: dict[TagSet | None, int], fname: str
-) -> None:
+) -> dict[TagSet | None, Any]:
     """Every tag set is decided before any byte moves; the first denial is audited and raised."""
     from hpcai import residency
     from hpcai._device import resolve_device
@@ -238,8 +363,10 @@ async def _check(
     for t, n, dec in decisions:
         if not dec.allowed:
             residency.enforce(op, t, attrs, destination=dest, source=src_name, nbytes=n, dataset=dataset, operation="copy")
-    for t, n, _ in decisions:
-        residency.enforce(op, t, attrs, destination=dest, source=src_name, nbytes=n, dataset=dataset, operation="copy")
+    return {
+        t: residency.enforce(op, t, attrs, destination=dest, source=src_name, nbytes=n, dataset=dataset, operation="copy")
+        for t, n, _ in decisions
+    }
 
 
 async def _transfer(
@@ -250,6 +377,7 @@ async def _transfer(
     overwrite: bool,
     progress: Callable[[int, int], None] | None,
     fname: str,
+    decided: dict[TagSet | None, Any],
 ) -> int:
     src_fs = None if isinstance(s, _Local) else endpoint_filesystem(s[0].name)
     dst_fs = None if isinstance(d, _Local) else endpoint_filesystem(d[0].name)
@@ -280,12 +408,12 @@ async def _transfer(
             else:
                 assert src_fs is not None
                 r = f"{s[1]}/{sub}" if sub else s[1]
-                data = await src_fs.granted(r, t, read=True)._cat_file(r)
+                data = await src_fs._granted(r, t, read=True, decision=decided[t])._cat_file(r)
             target = (f"{dst_rel}/{sub}" if sub else dst_rel) if dst_rel else sub
             if dst_fs is not None:
-                await dst_fs.granted(target, t, write=True)._pipe_file(target, data)
+                await dst_fs._granted(target, t, write=True, decision=decided[t])._pipe_file(target, data)
             else:
-                await asyncio.to_thread(_write_local, target, data)
+                await asyncio.to_thread(_write_local, target, data, t)
             done += len(data)
             if progress is not None:
                 progress(done, total)
@@ -305,10 +433,21 @@ def _read_local(path: str) -> bytes:
         return f.read()
 
 
-def _write_local(path: str, data: bytes) -> None:
+def _write_local(path: str, data: bytes, tags: TagSet | None = None) -> None:
+    """A downloaded file, written whole, with its tags recorded beside it (xattrs or a sidecar)."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".hpcai-tmp-{uuid.uuid4().hex}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        tagged = write_local_tags(tmp, tags, sidecar=False)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if tags and not tagged:  # no user xattrs on this disk: a sidecar
+        write_local_tags(path, tags)

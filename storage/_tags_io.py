@@ -11,6 +11,10 @@ to keep it, chosen per endpoint:
   *before* the data where the file system has no user xattrs;
 * other fsspec protocols: the sidecar;
 * zarr arrays and groups: ``attributes["hpcai"]["tags"]`` in ``zarr.json``.
+
+Reading returns the *union* of every place a tag set is recorded (object tags and the
+metadata copy; xattrs and the sidecar): no copy can hide another. :meth:`TagBackend.retag`
+changes the tags of an existing object (only ``untag`` removes any, and audits it first).
 """
 
 from __future__ import annotations
@@ -22,19 +26,19 @@ import io
 import json
 import os
 import re
-import shutil
 import threading
 import urllib.parse
 import uuid
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-from hpcai._tags import TagSet, as_mapping
-from hpcai.errors import InvalidArgumentError
+from hpcai._tags import TagSet, as_mapping, union
+from hpcai.errors import HpcaiError, InvalidArgumentError, StorageError
 
 __all__ = [
     "GenericTagBackend",
     "LocalTagBackend",
+    "LocalTagReader",
     "S3TagBackend",
     "TagBackend",
     "decode_value",
@@ -43,6 +47,7 @@ __all__ = [
     "node_tags",
     "tags_from_json",
     "tags_to_json",
+    "write_local_tags",
 ]
 
 HIDDEN_PREFIX = ".hpcai-"
@@ -176,6 +181,18 @@ class TagBackend:
     async def removed(self, path: str) -> None:
         """Called after the object at *path* was deleted (drop a sidecar)."""
 
+    async def retag(self, path: str, tags: TagSet | None) -> None:
+        """Make the tags stored with the existing object at *path* exactly *tags* (data unchanged)."""
+        raise NotImplementedError
+
+    async def add_tags(self, path: str, tags: TagSet | None) -> None:
+        """Add *tags* to those stored with the existing object at *path*."""
+        if not tags:
+            return
+        own = await self.read(path)
+        if own is None or not tags <= own:
+            await self.retag(path, union(own, tags))
+
 
 class _GuardedWriter(io.RawIOBase):
     """A write-only file that commits on a clean ``close`` and discards on an exception."""
@@ -288,64 +305,111 @@ class S3TagBackend(TagBackend):
         f = self.fs.open(path, "wb", **kwargs, **self._kwargs(tags))
         return _GuardedWriter(f)  # type: ignore[return-value]
 
+    async def _object_tags(self, bucket: str, key: str) -> tuple[set[tuple[str, str]], list[dict[str, str]]]:
+        """The hpcai pairs among the object's tags, and the object's whole tag set."""
+        out = await self.fs._call_s3("get_object_tagging", Bucket=bucket, Key=key)
+        pairs: set[tuple[str, str]] = set()
+        tagset = list(out.get("TagSet", []))
+        for t in tagset:
+            k = t.get("Key", "")
+            if k.startswith(S3_TAG_PREFIX):
+                pairs.update((k[len(S3_TAG_PREFIX):], v) for v in decode_value(t.get("Value", "")))
+        return pairs, tagset
+
     async def read(self, path: str) -> TagSet | None:
+        """The union of the object's hpcai tags and the metadata copy (every place they are recorded)."""
         bucket, key, _ = self.fs.split_path(path)
+        head_task = asyncio.ensure_future(self.fs._call_s3("head_object", Bucket=bucket, Key=key))
+        pairs: set[tuple[str, str]] = set()
+        try:
+            if self.kind == "object-tags":
+                try:
+                    pairs, _ = await self._object_tags(bucket, key)
+                except OSError as exc:
+                    if not (self._auto and self._unsupported(exc)):
+                        raise
+                    self.kind = "metadata"
+            head = await head_task
+        finally:
+            if not head_task.done():
+                head_task.cancel()
+            elif not head_task.cancelled():
+                head_task.exception()  # retrieved: never "exception was never retrieved"
+        raw = (head.get("Metadata") or {}).get(S3_META_KEY)
+        if raw is not None:
+            pairs |= set(tags_from_json(json.loads(raw), f"s3://{bucket}/{key} metadata") or ())
+        return frozenset(pairs) or None
+
+    async def retag(self, path: str, tags: TagSet | None) -> None:
+        """Replace the hpcai tags and metadata copy in one server-side ``CopyObject`` onto itself."""
+        bucket, key, _ = self.fs.split_path(path)
+        head = await self.fs._call_s3("head_object", Bucket=bucket, Key=key)
+        if int(head.get("ContentLength") or 0) > 5 * 2**30:
+            raise StorageError(
+                f"s3://{bucket}/{key}: changing the tags of an object over 5 GiB needs a multipart copy, "
+                "which hpcai does not do; copy the object to a new key with the tags wanted instead"
+            )
+        meta = {k: v for k, v in (head.get("Metadata") or {}).items() if k != S3_META_KEY}
+        if tags:
+            meta[S3_META_KEY] = _meta_json(tags)
+        kw: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "CopySource": {"Bucket": bucket, "Key": key},
+            "MetadataDirective": "REPLACE",
+            "Metadata": meta,
+        }
+        for h in ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl"):
+            if head.get(h):
+                kw[h] = head[h]
         if self.kind == "object-tags":
             try:
-                out = await self.fs._call_s3("get_object_tagging", Bucket=bucket, Key=key)
+                _, tagset = await self._object_tags(bucket, key)
             except OSError as exc:
                 if not (self._auto and self._unsupported(exc)):
                     raise
-                self.kind = "metadata"
-            else:
-                pairs: set[tuple[str, str]] = set()
-                for t in out.get("TagSet", []):
-                    k = t.get("Key", "")
-                    if k.startswith(S3_TAG_PREFIX):
-                        pairs.update((k[len(S3_TAG_PREFIX):], v) for v in decode_value(t.get("Value", "")))
-                if pairs:
-                    return frozenset(pairs)
-        head = await self.fs._call_s3("head_object", Bucket=bucket, Key=key)
-        meta = head.get("Metadata") or {}
-        raw = meta.get(S3_META_KEY)
-        if raw is None:
-            return None
-        return tags_from_json(json.loads(raw), f"s3://{bucket}/{key} metadata")
+                tagset = []
+            keep = {t["Key"]: t["Value"] for t in tagset if not t.get("Key", "").startswith(S3_TAG_PREFIX)}
+            ours = _s3_tagging(tags) if tags else None
+            merged = urllib.parse.urlencode(keep)
+            if ours:
+                merged = f"{merged}&{ours}" if merged else ours
+            kw["TaggingDirective"] = "REPLACE"
+            kw["Tagging"] = merged
+        await self.fs._call_s3("copy_object", **kw)
 
 
 _xattr_ok: dict[int, bool] = {}
-_xattr_dirs: dict[str, bool] = {}
 _xattr_lock = threading.Lock()
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def _xattr_supported(directory: str) -> bool:
-    """Whether the file system holding *directory* accepts ``user.*`` extended attributes."""
-    known = _xattr_dirs.get(directory)
-    if known is not None:
-        return known
+def _xattr_supported(dfd: int) -> bool:
+    """Whether the file system holding the directory *dfd* accepts ``user.*`` extended attributes."""
     try:
-        dev = os.stat(directory).st_dev
+        dev = os.fstat(dfd).st_dev
     except OSError:
         return False
     with _xattr_lock:
         ok = _xattr_ok.get(dev)
     if ok is not None:
-        if len(_xattr_dirs) > 4096:
-            _xattr_dirs.clear()
-        _xattr_dirs[directory] = ok
         return ok
-    probe = os.path.join(directory, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
+    probe = f"{TMP_PREFIX}probe-{uuid.uuid4().hex}"
     ok = False
     try:
-        with open(probe, "wb") as f:
-            try:
-                os.setxattr(f.fileno(), XATTR_PREFIX + "probe", b"1")
-                ok = True
-            except (OSError, AttributeError):
-                ok = False
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, 0o600, dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        os.setxattr(fd, XATTR_PREFIX + "probe", b"1")
+        ok = True
+    except (OSError, AttributeError):
+        ok = False
     finally:
+        os.close(fd)
         try:
-            os.unlink(probe)
+            os.unlink(probe, dir_fd=dfd)
         except OSError:
             pass
     with _xattr_lock:
@@ -353,188 +417,276 @@ def _xattr_supported(directory: str) -> bool:
     return ok
 
 
-class LocalTagBackend(TagBackend):
-    """POSIX: ``user.hpcai.*`` extended attributes, or a hidden JSON sidecar."""
+def _read_xattrs(fd: int) -> set[tuple[str, str]]:
+    pairs: set[tuple[str, str]] = set()
+    try:
+        names = os.listxattr(fd)
+    except OSError:
+        return pairs
+    for n in names:
+        if n.startswith(XATTR_PREFIX):
+            try:
+                raw = os.getxattr(fd, n)
+            except OSError:
+                continue
+            pairs.update((n[len(XATTR_PREFIX):], v) for v in decode_value(raw.decode()))
+    return pairs
 
-    def __init__(self, mode: str) -> None:
+
+def _set_xattrs(fd: int, tags: TagSet | None, *, exact: bool = False) -> None:
+    """Set ``user.hpcai.<key>`` for *tags*; with *exact*, remove the hpcai keys not in *tags*."""
+    m = as_mapping(tags)
+    if exact:
+        try:
+            names = os.listxattr(fd)
+        except OSError:
+            names = []
+        for n in names:
+            if n.startswith(XATTR_PREFIX) and n[len(XATTR_PREFIX):] not in m:
+                os.removexattr(fd, n)
+    for k, vs in m.items():
+        check_key(k)
+        try:
+            os.setxattr(fd, XATTR_PREFIX + k, encode_value(vs).encode())
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise InvalidArgumentError(
+                    "this file system has no user extended attributes; set tag_store = 'sidecar' "
+                    "(or 'auto') for the endpoint"
+                ) from None
+            raise
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class LocalTagBackend(TagBackend):
+    """POSIX: ``user.hpcai.*`` extended attributes, or a hidden JSON sidecar.
+
+    Every operation is confined by the endpoint's :class:`~hpcai.storage._posix.Beneath`:
+    files are created, renamed, tagged and read relative to the descriptor of their
+    directory, never by path.
+    """
+
+    def __init__(self, mode: str, beneath: Any) -> None:
         if mode in ("object-tags", "metadata"):
             raise InvalidArgumentError(f"tag_store = {mode!r} is for S3 endpoints; POSIX uses 'xattr' or 'sidecar'")
         self.mode = mode
+        self.b = beneath
 
-    def _use_xattr(self, directory: str) -> bool:
+    def _use_xattr(self, dfd: int) -> bool:
         if self.mode == "sidecar":
             return False
         if self.mode == "xattr":
             return True
-        return _xattr_supported(directory)
+        return _xattr_supported(dfd)
 
     @property
     def kind(self) -> str:  # type: ignore[override]
         return "sidecar" if self.mode == "sidecar" else "xattr"
 
+    # -- helpers relative to a directory descriptor -------------------------------------------
     @staticmethod
-    def _set_xattrs(fd: int, tags: TagSet | None) -> None:
-        for k, vs in as_mapping(tags).items():
-            check_key(k)
-            try:
-                os.setxattr(fd, XATTR_PREFIX + k, encode_value(vs).encode())
-            except OSError as exc:
-                if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                    raise InvalidArgumentError(
-                        "this file system has no user extended attributes; set tag_store = 'sidecar' "
-                        "(or 'auto') for the endpoint"
-                    ) from None
-                raise
+    def _sidecar_name(name: str) -> str:
+        return f"{SIDECAR_PREFIX}{name}.json"
 
-    def _write_sidecar(self, path: str, tags: TagSet | None, durable: bool) -> None:
-        side = sidecar_path(path)
+    def _write_sidecar(self, dfd: int, name: str, tags: TagSet | None, durable: bool) -> None:
+        side = self._sidecar_name(name)
         if not tags:
             try:
-                os.unlink(side)
+                os.unlink(side, dir_fd=dfd)
             except FileNotFoundError:
                 pass
             return
         payload = json.dumps(tags_to_json(tags), sort_keys=True).encode()
-        self._atomic_write(side, payload, None, use_xattr=False, durable=durable)
+        self._atomic(dfd, side, lambda fd: _write_all(fd, payload), None, use_xattr=False, durable=durable)
 
-    def _atomic_write(
-        self,
-        path: str,
-        data: Any,
-        tags: TagSet | None,
-        *,
-        use_xattr: bool,
-        durable: bool,
-        source: str | None = None,
-    ) -> None:
-        """Write *data* (or copy the local file *source*) to a temporary file beside *path*,
-        set the xattr tags, optionally fsync, and rename it into place."""
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+    def _atomic(self, dfd: int, name: str, fill: Any, tags: TagSet | None, *, use_xattr: bool, durable: bool) -> None:
+        """Write a temporary file in *dfd* (``fill(fd)``), tag it, optionally fsync, rename it to *name*."""
+        tmp = f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, 0o666, dir_fd=dfd)
         try:
-            if source is None:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-            else:
-                shutil.copyfile(source, tmp)
-            if (use_xattr and tags) or durable:
-                fd = os.open(tmp, os.O_WRONLY)
-                try:
-                    if use_xattr and tags:
-                        self._set_xattrs(fd, tags)
-                    if durable:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-            os.replace(tmp, path)
+            try:
+                fill(fd)
+                if use_xattr and tags:
+                    _set_xattrs(fd, tags)
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:
             try:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dfd)
             except OSError:
                 pass
             raise
 
-    def _put(
-        self, path: str, data: Any, tags: TagSet | None, durable: bool, source: str | None = None
-    ) -> None:
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        use_x = self._use_xattr(directory)
-        if not use_x and tags:
-            self._write_sidecar(path, tags, durable)  # tags first: data never appears untagged
-        self._atomic_write(path, data, tags, use_xattr=use_x, durable=durable, source=source)
-        if not use_x and not tags:
-            self._write_sidecar(path, None, durable)
+    def _put(self, path: str, fill: Any, tags: TagSet | None, durable: bool) -> None:
+        rel = self.b.rel(path)
+        with self.b.parent(rel, "write", create=True) as (dfd, name):
+            if name == ".":
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            use_x = self._use_xattr(dfd)
+            if not use_x and tags:
+                self._write_sidecar(dfd, name, tags, durable)  # tags first: data never appears untagged
+            self._atomic(dfd, name, fill, tags, use_xattr=use_x, durable=durable)
+            if not use_x and not tags:
+                self._write_sidecar(dfd, name, None, durable)
 
     def put_sync(self, path: str, data: Any, tags: TagSet | None, durable: bool = False) -> None:
         """Synchronous :meth:`put` (the work runs in a thread for the async API)."""
-        self._put(path, data, tags, durable)
+        self._put(path, lambda fd: _write_all(fd, data), tags, durable)
 
     async def put(self, path: str, data: bytes, tags: TagSet | None, *, durable: bool = False) -> None:
         await asyncio.to_thread(self.put_sync, path, data, tags, durable)
 
     def put_file_sync(self, lpath: str, path: str, tags: TagSet | None) -> None:
-        """Copy a local file into place with tags (atomic)."""
-        self._put(path, None, tags, False, source=lpath)
+        """Copy a local file (outside the endpoint) into place with tags (atomic)."""
+
+        def fill(fd: int) -> None:
+            with open(lpath, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    _write_all(fd, chunk)
+
+        self._put(path, fill, tags, False)
 
     async def put_file(self, lpath: str, path: str, tags: TagSet | None) -> None:
         await asyncio.to_thread(self.put_file_sync, lpath, path, tags)
 
+    def copy_sync(self, src: str, path: str, tags: TagSet | None) -> None:
+        """Copy the endpoint file *src* to *path* with tags; both confined."""
+        sfd = self.b.open(self.b.rel(src), "copy")
+
+        def fill(fd: int) -> None:
+            with os.fdopen(os.dup(sfd), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    _write_all(fd, chunk)
+
+        try:
+            self._put(path, fill, tags, False)
+        finally:
+            os.close(sfd)
+
     def open_write(self, path: str, tags: TagSet | None, **kwargs: Any) -> BinaryIO:
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        use_x = self._use_xattr(directory)
-        side_written = False
-        if not use_x and tags:
-            self._write_sidecar(path, tags, False)
-            side_written = True
-        tmp = os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
-        f = open(tmp, "wb")
-        if use_x and tags:
-            try:
-                self._set_xattrs(f.fileno(), tags)
-            except BaseException:
-                f.close()
-                os.unlink(tmp)
-                raise
+        rel = self.b.rel(path)
+        dfd, name = self.b._resolve(rel, "open", follow_last=False, create=True)
+        try:
+            if name == ".":
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            use_x = self._use_xattr(dfd)
+            side_written = False
+            if not use_x and tags:
+                self._write_sidecar(dfd, name, tags, False)
+                side_written = True
+            tmp = f"{TMP_PREFIX}{uuid.uuid4().hex}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, 0o666, dir_fd=dfd)
+            if use_x and tags:
+                try:
+                    _set_xattrs(fd, tags)
+                except BaseException:
+                    os.close(fd)
+                    os.unlink(tmp, dir_fd=dfd)
+                    raise
+            f = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(dfd)
+            raise
 
         def commit() -> None:
-            os.replace(tmp, path)
-            if not use_x and not tags:
-                self._write_sidecar(path, None, False)
+            try:
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                if not use_x and not tags:
+                    self._write_sidecar(dfd, name, None, False)
+            finally:
+                os.close(dfd)
 
         def discard() -> None:
             try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if side_written and not os.path.exists(path):
                 try:
-                    os.unlink(sidecar_path(path))
+                    os.unlink(tmp, dir_fd=dfd)
                 except OSError:
                     pass
+                if side_written:
+                    try:
+                        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        try:
+                            os.unlink(self._sidecar_name(name), dir_fd=dfd)
+                        except OSError:
+                            pass
+            finally:
+                os.close(dfd)
 
         return _GuardedWriter(f, commit, discard)  # type: ignore[return-value]
 
     def read_sync(self, path: str) -> TagSet | None:
-        """Synchronous :meth:`read`."""
+        """Synchronous :meth:`read`: the union of the xattrs and the sidecar."""
+        rel = self.b.rel(path)
         pairs: set[tuple[str, str]] = set()
-        if self.mode != "sidecar":
+        with self.b.parent(rel, "read tags", follow_last=True) as (dfd, name):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC, dir_fd=dfd)
             try:
-                names = os.listxattr(path)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    raise FileNotFoundError(path) from None
-                names = []
-            for n in names:
-                if n.startswith(XATTR_PREFIX):
-                    k = n[len(XATTR_PREFIX):]
-                    pairs.update((k, v) for v in decode_value(os.getxattr(path, n).decode()))
-            if pairs:
-                return frozenset(pairs)
-        if not os.path.exists(path):
-            raise FileNotFoundError(path)
-        side = sidecar_path(path)
-        try:
-            with open(side, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            return None
-        return tags_from_json(json.loads(raw), side)
+                pairs |= _read_xattrs(fd)
+            finally:
+                os.close(fd)
+            if name != ".":
+                side = self._sidecar_name(name)
+                try:
+                    sfd = os.open(side, os.O_RDONLY | os.O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC, dir_fd=dfd)
+                except FileNotFoundError:
+                    sfd = -1
+                if sfd >= 0:
+                    with os.fdopen(sfd, "rb") as f:
+                        raw = f.read()
+                    pairs |= set(tags_from_json(json.loads(raw), sidecar_path(path)) or ())
+        return frozenset(pairs) or None
 
     async def read(self, path: str) -> TagSet | None:
         return await asyncio.to_thread(self.read_sync, path)
 
-    async def removed(self, path: str) -> None:
-        side = sidecar_path(path)
-        await asyncio.to_thread(self._unlink_quiet, side)
+    def retag_sync(self, path: str, tags: TagSet | None) -> None:
+        """Make the stored tags of *path* exactly *tags* (xattrs and sidecar alike)."""
+        rel = self.b.rel(path)
+        with self.b.parent(rel, "retag", follow_last=True) as (dfd, name):
+            use_x = self._use_xattr(dfd)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC, dir_fd=dfd)
+            try:
+                if use_x:
+                    _set_xattrs(fd, tags, exact=True)
+                elif _read_xattrs(fd):
+                    _set_xattrs(fd, None, exact=True)
+            finally:
+                os.close(fd)
+            if name == ".":
+                return
+            try:
+                os.stat(self._sidecar_name(name), dir_fd=dfd, follow_symlinks=False)
+                has_side = True
+            except FileNotFoundError:
+                has_side = False
+            if not use_x or has_side:
+                self._write_sidecar(dfd, name, None if use_x else tags, False)
 
-    @staticmethod
-    def _unlink_quiet(p: str) -> None:
+    async def retag(self, path: str, tags: TagSet | None) -> None:
+        await asyncio.to_thread(self.retag_sync, path, tags)
+
+    async def removed(self, path: str) -> None:
+        await asyncio.to_thread(self._remove_sidecar, path)
+
+    def _remove_sidecar(self, path: str) -> None:
         try:
-            os.unlink(p)
-        except OSError:
+            with self.b.parent(self.b.rel(path), "rm") as (dfd, name):
+                if name != ".":
+                    try:
+                        os.unlink(self._sidecar_name(name), dir_fd=dfd)
+                    except OSError:
+                        pass
+        except (OSError, HpcaiError):
             pass
 
 
@@ -588,3 +740,113 @@ class GenericTagBackend(TagBackend):
             await self.afs._rm_file(sidecar_path(path))
         except (FileNotFoundError, OSError):
             pass
+
+    async def retag(self, path: str, tags: TagSet | None) -> None:
+        side = sidecar_path(path)
+        if tags:
+            await self.afs._pipe_file(side, json.dumps(tags_to_json(tags), sort_keys=True).encode())
+        else:
+            try:
+                await self.afs._rm_file(side)
+            except FileNotFoundError:
+                pass
+
+
+# --------------------------------------------------------------------------------------------
+# tags of local files (outside every endpoint): what downloads leave and uploads honour
+# --------------------------------------------------------------------------------------------
+def write_local_tags(path: str, tags: TagSet | None, *, sidecar: bool = True) -> bool:
+    """Record *tags* with a downloaded local file: ``user.hpcai.*`` xattrs, else (*sidecar*) a hidden
+    sidecar. Best effort on the local disk (which hpcai does not govern); uploads read both back.
+    Returns whether the xattrs were set.
+    """
+    if not tags:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        _set_xattrs(fd, tags)
+        return True
+    except (OSError, InvalidArgumentError):
+        pass
+    finally:
+        os.close(fd)
+    if not sidecar:
+        return False
+    head, name = os.path.split(path)
+    side = os.path.join(head, f"{SIDECAR_PREFIX}{name}.json")
+    try:
+        with open(side, "w") as f:
+            json.dump(tags_to_json(tags), f, sort_keys=True)
+    except OSError:
+        pass
+    return False
+
+
+class LocalTagReader:
+    """The tags recorded inside local files and directories, for uploads.
+
+    A local file's tags are the union of its own (``user.hpcai.*`` xattrs, a
+    ``.hpcai-tags.<name>.json`` sidecar: what hpcai downloads leave) and those of every
+    zarr node enclosing it on the local disk (``attributes.hpcai.tags`` of each
+    ``zarr.json`` in the file's directory and above, plus that ``zarr.json``'s own
+    xattrs/sidecar). A ``zarr.json`` contributes its own content's tags too.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, TagSet | None] = {}
+
+    @staticmethod
+    def own(path: str) -> TagSet | None:
+        """xattrs and sidecar of one local file."""
+        pairs: set[tuple[str, str]] = set()
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            pairs |= _read_xattrs(fd)
+        finally:
+            os.close(fd)
+        head, name = os.path.split(path)
+        try:
+            with open(os.path.join(head, f"{SIDECAR_PREFIX}{name}.json"), "rb") as f:
+                pairs |= set(tags_from_json(json.loads(f.read()), path) or ())
+        except (OSError, ValueError, InvalidArgumentError):
+            pass
+        return frozenset(pairs) or None
+
+    @staticmethod
+    def _meta(path: str) -> TagSet | None:
+        try:
+            with open(path, "rb") as f:
+                meta = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        try:
+            return node_tags(meta, path) if isinstance(meta, Mapping) else None
+        except InvalidArgumentError:
+            return None
+
+    def _dir(self, d: str) -> TagSet | None:
+        """The tags of the zarr nodes at *d* and above."""
+        if d in self._dirs:
+            return self._dirs[d]
+        parent = os.path.dirname(d)
+        t = None if parent == d else self._dir(parent)
+        meta = os.path.join(d, "zarr.json")
+        if os.path.isfile(meta):
+            t = union(union(t, self._meta(meta)), self.own(meta))
+        self._dirs[d] = t
+        return t
+
+    def tags(self, path: str) -> TagSet | None:
+        """The tags an upload of the local file *path* carries."""
+        path = os.path.abspath(path)
+        t = union(self.own(path), self._dir(os.path.dirname(path)))
+        if os.path.basename(path) == "zarr.json":
+            t = union(t, self._meta(path))
+        return t
+

@@ -37,7 +37,39 @@ from hpcai.errors import (
 
 from . import filesystem, load, open, save, tags
 
-__all__ = ["POLICY", "EndpointTests", "StorageContext"]
+__all__ = [
+    "EU",
+    "KEY",
+    "KEY_ENV",
+    "POLICY",
+    "SECRET",
+    "SECRET_ENV",
+    "US",
+    "EndpointTests",
+    "StorageContext",
+    "s3_table",
+]
+
+KEY_ENV = "HPCAI_TEST_S3_KEY"
+SECRET_ENV = "HPCAI_TEST_S3_SECRET"
+#: The dummy credentials moto accepts; tests check they never leak.
+KEY = "AKIAHPCAITESTKEY0001"
+SECRET = "hpcai-test-secret-do-not-leak-9f3e2a"
+EU = {"country": "DE", "jurisdiction": "EU", "provider": "onprem"}
+US = {"country": "US", "jurisdiction": "US", "provider": "hyperscaler"}
+
+
+def s3_table(server: Any, bucket: str, attributes: dict[str, str], **extra: Any) -> dict[str, Any]:
+    """The ``[endpoints.<name>]`` table of an S3 endpoint on a moto server (credentials from
+    :data:`KEY_ENV` / :data:`SECRET_ENV`, which the test exports)."""
+    return {
+        "url": f"s3://{bucket}",
+        "options": {"endpoint_url": server.url, "client_kwargs": {"region_name": "us-east-1"}},
+        "credentials": {"key_env": KEY_ENV, "secret_env": SECRET_ENV},
+        "attributes": attributes,
+        "retry": {"attempts": 3, "initial_delay": 0.02, "max_delay": 0.2},
+        **extra,
+    }
 
 #: The residency configuration the suite runs under (merged with the endpoint tables).
 POLICY: dict[str, Any] = {

@@ -8,12 +8,7 @@ from typing import Any
 
 import pytest
 from hpcai.storage import S3Server, start_s3_server
-
-KEY_ENV = "HPCAI_TEST_S3_KEY"
-SECRET_ENV = "HPCAI_TEST_S3_SECRET"
-#: The dummy credentials moto accepts; tests check they never leak.
-KEY = "AKIAHPCAITESTKEY0001"
-SECRET = "hpcai-test-secret-do-not-leak-9f3e2a"
+from hpcai.storage.testing import EU, KEY, KEY_ENV, SECRET, SECRET_ENV, US, s3_table
 
 
 @pytest.fixture(scope="session")
@@ -37,22 +32,6 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.setenv(SECRET_ENV, SECRET)
     return KEY, SECRET
-
-
-def s3_table(server: S3Server, bucket: str, attributes: dict[str, str], **extra: Any) -> dict[str, Any]:
-    """The [endpoints.<name>] table of an S3 endpoint on a moto server."""
-    return {
-        "url": f"s3://{bucket}",
-        "options": {"endpoint_url": server.url, "client_kwargs": {"region_name": "us-east-1"}},
-        "credentials": {"key_env": KEY_ENV, "secret_env": SECRET_ENV},
-        "attributes": attributes,
-        "retry": {"attempts": 3, "initial_delay": 0.02, "max_delay": 0.2},
-        **extra,
-    }
-
-
-EU = {"country": "DE", "jurisdiction": "EU", "provider": "onprem"}
-US = {"country": "US", "jurisdiction": "US", "provider": "hyperscaler"}
 
 
 @pytest.fixture
