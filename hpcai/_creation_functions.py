@@ -144,7 +144,7 @@ def asarray(
     Device('emulated:0')
     """
     dtype = normalize_dtype("asarray", dtype)
-    new_tags = make_tags(tags) if tags else None
+    new_tags = make_tags(tags, fname="xp.asarray") if tags else None
     src: Array | None = obj if obj.__class__ is Array else _foreign_to_array(obj)
     if src is not None:
         dst = src._device if device is None else resolve_device(device)

@@ -35,20 +35,15 @@ def union_all(tag_sets: Iterable[TagSet | None]) -> TagSet | None:
     return out
 
 
-def make_tags(mapping: Mapping[str, object] | None) -> TagSet | None:
-    """Build a tag set from ``{key: value}`` or ``{key: [values]}``; values become strings."""
+def make_tags(mapping: Mapping[str, object] | None, *, fname: str = "tags") -> TagSet | None:
+    """Build a tag set from ``{key: value}`` or ``{key: [values]}`` through the one tag
+    normaliser, :func:`hpcai.residency.normalize_tags` (NFKC, trimmed, keys usable in
+    rules, values non-empty strings)."""
     if not mapping:
         return None
-    pairs: set[tuple[str, str]] = set()
-    for key, value in mapping.items():
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"tag keys must be non-empty strings, got {key!r}")
-        if isinstance(value, (set, frozenset, list, tuple)):
-            for v in value:
-                pairs.add((key, str(v)))
-        else:
-            pairs.add((key, str(value)))
-    return frozenset(pairs)
+    from .residency import normalize_tags  # lazy: hpcai.residency imports this module
+
+    return normalize_tags(mapping, fname=fname)
 
 
 def as_mapping(tags: TagSet | None) -> MappingProxyType[str, frozenset[str]]:

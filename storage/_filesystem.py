@@ -126,10 +126,7 @@ def normalize_tags(fname: str, tags: Any) -> TagSet | None:
     if isinstance(tags, frozenset):
         ts: TagSet | None = tags or None
     elif isinstance(tags, Mapping):
-        try:
-            ts = make_tags(tags)
-        except TypeError as exc:
-            raise InvalidArgumentError(f"{fname}: {exc}") from None
+        ts = make_tags(tags, fname=fname)
     else:
         raise InvalidArgumentError(
             f"{fname}: tags must be a mapping such as {{'classification': 'personal'}} or None, got {type(tags).__name__}"

@@ -257,8 +257,12 @@ VARIANTS = ["Personal", " personal ", "PERSONAL", "personal\n", "ｐｅｒｓｏ
 @pytest.mark.parametrize("value", VARIANTS)
 def test_spelling_variants_of_a_covered_value_are_covered(site: Site, value: str) -> None:
     """Defence: the engine compares folded keys and values (residency.fold)."""
-    err = _refused(_personal(value))  # xp.asarray(tags=...)
-    assert err.decision.rule == "gdpr-personal"  # type: ignore[attr-defined]
+    if "\u200b" in value:  # the one tag normaliser refuses invisible characters outright
+        with pytest.raises(InvalidArgumentError, match="U\\+200B"):
+            _personal(value)  # xp.asarray(tags=...)
+    else:
+        err = _refused(_personal(value))  # xp.asarray(tags=...)
+        assert err.decision.rule == "gdpr-personal"  # type: ignore[attr-defined]
     # tags that arrive as a tag set (storage, pickles) bypass every normaliser: still covered
     d = residency.decide("compute", frozenset({("classification", value)}), {"country": "US"}, destination="x")
     assert not d.allowed
