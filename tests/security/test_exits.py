@@ -144,3 +144,18 @@ def test_control_without_the_export_gate_values_leave(policy: Path, monkeypatch:
     x = _internal()
     assert float(x[0]) == 1.5 and "1.5" in repr(x)
     assert to_numpy(pickle.loads(pickle.dumps(x))).tolist() == [1.5, 2.5, 3.5]
+
+
+def test_allowed_exports_are_recorded_under_an_audit_rule(config, tmp_path: Path) -> None:
+    """``effect = "audit"`` on an export rule: conversions go ahead and each one is recorded."""
+    config(
+        '[[policy.rules]]\nname = "exports-recorded"\nmatch = "classification=personal"\n'
+        'export = "false"\neffect = "audit"\n\n[audit]\npath = "audit.jsonl"\n'
+    )
+    x = xp.asarray([1.5, 2.5], tags={"classification": "personal"})
+    assert float(x[0]) == 1.5
+    assert pickle.loads(pickle.dumps(x)).tags == x.tags
+    assert np.asarray(x).tolist() == [1.5, 2.5]
+    records = [r for r in _records(tmp_path / "audit.jsonl") if '"op":"export"' in r]
+    assert [r.split('"operation":"')[1].split('"')[0] for r in records] == ["__float__", "pickle", "__array__"]
+    assert all('"effect":"audit"' in r and '"decision":"allow"' in r for r in records)
