@@ -87,9 +87,7 @@ def _flatten(a: Array) -> tuple[tuple[Any], tuple[Device, TagSet | None]]:
     if not isinstance(data, _Tracer):
         from hpcai import _transfer
 
-        guard = _transfer.export_guard
-        if guard is not None:
-            guard(a, "pytree flatten", None)
+        _transfer.check_export(a, "pytree flatten")
     return (data,), (a._device, a._tags)
 
 

@@ -143,10 +143,9 @@ def _rebuild(host: np.ndarray, device: str, tags: TagSet | None) -> Array:
     when it refuses.
     """
     dev = resolve_device(device)
-    if tags is not None or _transfer.move_guard is not None:
-        from .residency import check_placement
+    from .residency import check_placement
 
-        check_placement(tags, dev, operation="unpickle", nbytes=int(host.nbytes))
+    check_placement(tags, dev, operation="unpickle", nbytes=int(host.nbytes))
     if dev.is_host:
         return _wrap(host, dev, tags)
     return _wrap(dev._backend.from_host(host, dev, copy=True), dev, tags)
@@ -618,9 +617,7 @@ class Array:
             raise ShapeError(f"{fname}: only 0-d arrays convert to Python scalars, got shape {self.shape}")
         # A Python number leaves hpcai's control (no device, no tags): an export, decided
         # (and, for covered data, audited) like __array__ and __dlpack__.
-        guard = _transfer.export_guard
-        if guard is not None:
-            guard(self, fname, None)
+        _transfer.check_export(self, fname)
         try:
             return conv(self._data)
         except Exception as exc:
@@ -666,8 +663,7 @@ class Array:
             )
         from . import _transfer
 
-        if _transfer.export_guard is not None:
-            _transfer.export_guard(self, "__array__", None)
+        _transfer.check_export(self, "__array__")
         if copy is None:
             return np.asarray(self._data, dtype=dtype)
         return np.array(self._data, dtype=dtype, copy=copy)
@@ -700,9 +696,7 @@ class Array:
         process, under its own policy (see :func:`_rebuild`).
         """
         dev = self._device
-        guard = _transfer.export_guard
-        if guard is not None:
-            guard(self, "pickle", None)
+        _transfer.check_export(self, "pickle")
         host = dev._backend.to_host(self._data, dev)
         return (_rebuild, (np.asarray(host), dev.spec.name, self._tags))
 

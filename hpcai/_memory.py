@@ -89,9 +89,7 @@ def written(target: Array, tags: TagSet | None, op: str) -> None:
         from . import _transfer
         from ._array import _wrap
 
-        guard = _transfer.export_guard
-        if guard is not None:
-            guard(_wrap(data, target._device, tags), f"{op} (into a caller's NumPy buffer)", None)
+        _transfer.check_export(_wrap(data, target._device, tags), f"{op} (into a caller's NumPy buffer)")
     key = id(r)
     seen = _spread.get(key)
     if seen is not None and seen[0]() is r and tags <= seen[1]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -93,21 +93,36 @@ class TransferLog:
 
 _active: contextvars.ContextVar[tuple[TransferLog, ...]] = contextvars.ContextVar("hpcai_transfers", default=())
 
-#: Installed by the residency module: ``guard(array, src, dst, op)`` raises to refuse a move.
-move_guard: Callable[[Array, Device, Device, str], None] | None = None
-#: Installed by the residency module: ``guard(array, op, dl_device)`` raises to refuse an export.
-export_guard: Callable[[Array, str, Any], None] | None = None
+_gates: Any = None
+
+
+def _residency() -> Any:
+    """hpcai.residency's decision functions (imported on first use: it imports this module)."""
+    global _gates
+    if _gates is None:
+        from .residency import _guards
+
+        _gates = _guards
+    return _gates
+
+
+def check_export(x: Array, op: str, dl_device: Any = None) -> None:
+    """The one export decision: before values of *x* leave hpcai (``__array__``, DLPack,
+    scalar conversion, pickling, pytree flatten, writes into a caller's buffer).
+
+    Decides under the active policy, records covered decisions in the audit log and raises
+    :class:`~hpcai.errors.ResidencyError` on refusal; free when no rule can cover *x*.
+    """
+    _residency().settle_export(x, op, dl_device)
 
 
 def export_refused(x: Array) -> bool:
     """Whether the policy refuses to let *x*'s values leave hpcai (a pure decision: nothing is
     recorded). Used where values would leave as text (``repr``), to redact them."""
-    if export_guard is None:
-        return False
     from .residency import current_policy
 
     pol = current_policy()
-    if x._tags is None and not pol.untagged_covered:
+    if not pol.rules or (x._tags is None and not pol.untagged_covered):
         return False
     return not pol.decide_device("export", x._tags, x._device).allowed
 
@@ -157,8 +172,7 @@ def _nbytes(native: Any) -> int:
 def check_move(x: Array, src: Device, dst: Device, op: str) -> None:
     """Everything that must hold before a move starts: forbid blocks and residency policy."""
     _check_forbidden(src, dst, x._data, op)
-    if move_guard is not None:
-        move_guard(x, src, dst, op)
+    _residency().settle_move(x, src, dst, op)
 
 
 def _stream_kwargs(op: str, src: Device, dst: Device, stream: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -229,8 +243,7 @@ def dlpack_export(
 
     dev = x._device
     own = dev._backend.dlpack_device(dev)
-    if export_guard is not None:
-        export_guard(x, "__dlpack__", dl_device)
+    check_export(x, "__dlpack__", dl_device)
     emulated = dev.spec.backend == "emulated"
     if not emulated and (dl_device is None or tuple(dl_device) == own):
         kwargs: dict[str, Any] = {"stream": stream}

@@ -53,7 +53,6 @@ from ._expressions import (  # the expression language
 )
 from ._guards import (  # the active policy, its enforcement, the record of its changes
     _export_guard,
-    _install,
     _move_guard,
     _note_policy,
     _settle,
@@ -100,4 +99,4 @@ __all__ = [
 ]
 
 #: Internal names that other hpcai modules, benchmarks and tests reach as ``hpcai.residency.X``.
-_INTERNAL = (_Program, _as_tagset, _export_guard, _install, _move_guard, _note_policy, _settle)
+_INTERNAL = (_Program, _as_tagset, _export_guard, _move_guard, _note_policy, _settle)

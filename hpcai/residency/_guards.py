@@ -162,18 +162,10 @@ _config.on_change(_on_config_change)
 # ============================================================================================
 def _build_policy() -> Policy:
     cfg = _config.get_config()
-    built = policy_from_config(cfg.data, cfg.source)
-    if built.rules:
-        _install()
-    else:  # nothing can be covered: movement pays nothing
-        _transfer.move_guard = None
-        _transfer.export_guard = None
-    return built
+    return policy_from_config(cfg.data, cfg.source)
 
 
-# After a configure the guards are installed again: they build the new policy lazily on
-# their first call (see _install below).
-_policy: _config.Derived[Policy] = _config.Derived(_build_policy, on_reset=lambda: _install())
+_policy: _config.Derived[Policy] = _config.Derived(_build_policy)
 
 
 def current_policy() -> Policy:
@@ -273,22 +265,29 @@ def enforce(
     return d
 
 
-def _move_guard(x: Array, src: Device, dst: Device, op: str) -> None:
-    """Installed as ``hpcai._transfer.move_guard``: a compute decision on the destination device."""
+def settle_move(x: Array, src: Device, dst: Device, op: str) -> None:
+    """Decide, then settle, a move of *x* to *dst*: a compute decision on the destination.
+
+    Called explicitly by the one movement path (``hpcai._transfer.check_move``) before any
+    byte moves; free when no rule can cover the data.
+    """
     t = x._tags
     pol = _policy.get()
-    if t is None and not pol.untagged_covered:
+    if not pol.rules or (t is None and not pol.untagged_covered):
         return
     d = pol.decide_device("compute", t, dst)
     if d.effect is not None:
         _settle(d, operation=op, source=src.spec.name, nbytes=_transfer._nbytes(x._data), dataset=None)
 
 
-def _export_guard(x: Array, op: str, dl_device: Any) -> None:
-    """Installed as ``hpcai._transfer.export_guard``: an export decision before ``__array__``/``__dlpack__``."""
+def settle_export(x: Array, op: str, dl_device: Any) -> None:
+    """Decide, then settle, an export of *x*'s values (``hpcai._transfer.check_export``).
+
+    Every way values leave hpcai calls it; free when no rule can cover the data.
+    """
     t = x._tags
     pol = _policy.get()
-    if t is None and not pol.untagged_covered:
+    if not pol.rules or (t is None and not pol.untagged_covered):
         return
     dev = x._device
     target = dev
@@ -301,9 +300,6 @@ def _export_guard(x: Array, op: str, dl_device: Any) -> None:
         _settle(d, operation=op, source=dev.spec.name, nbytes=_transfer._nbytes(x._data), dataset=None)
 
 
-def _install() -> None:
-    _transfer.move_guard = _move_guard
-    _transfer.export_guard = _export_guard
-
-
-_install()
+#: The names these had when they were installed into hpcai._transfer (kept for callers).
+_move_guard = settle_move
+_export_guard = settle_export

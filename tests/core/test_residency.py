@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hpcai as xp
-from hpcai import _transfer, audit, residency
+from hpcai import audit, residency
 from hpcai.errors import (
     AuditError,
     ConfigError,
@@ -457,15 +457,19 @@ def test_sequence_of_tagged_elements_keeps_tags_and_cannot_reach_a_denied_device
     assert xp.resolve_device("emulated:1")._backend.memory_used(xp.resolve_device("emulated:1")) == 0
 
 
-def test_guard_is_free_without_rules_and_for_uncovered_data(policy: Path) -> None:
+def test_guard_is_free_without_rules_and_for_uncovered_data(policy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     u = xp.asarray([1.0, 2.0])
     u.to_device("emulated:1")
-    assert _transfer.move_guard is residency._move_guard  # rules exist: installed
     xp.tag(u, classification="public").to_device("emulated:1")
     assert _decisions(policy) == []  # nothing covered, nothing recorded (but the policy itself)
-    xp.configure(data={})
+    # the one movement path calls the residency decision explicitly, every time
+    calls: list[str] = []
+    real = residency._guards.settle_move
+    monkeypatch.setattr(residency._guards, "settle_move", lambda *a: (calls.append(a[3]), real(*a)))
     u.to_device("emulated:1")
-    assert _transfer.move_guard is None and _transfer.export_guard is None  # no rules: no hook at all
+    xp.configure(data={})
+    u.to_device("emulated:1")  # no rules: decided in the fast path, nothing recorded
+    assert calls == ["to_device", "to_device"] and _decisions(policy) == []
 
 
 def test_rule_covering_untagged_data_checks_every_move(config, tmp_path: Path) -> None:

@@ -139,8 +139,8 @@ def test_numpy_round_trips_in_client_libraries_are_exports(policy: Path) -> None
 
 def test_control_without_the_export_gate_values_leave(policy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not vacuous: with the export gate off, scalars, text and pickles carry the values."""
-    xp.residency.current_policy()  # built (and its guards installed) before switching one off
-    monkeypatch.setattr(_transfer, "export_guard", None)
+    monkeypatch.setattr(_transfer, "check_export", lambda x, op, dl_device=None: None)
+    monkeypatch.setattr(_transfer, "export_refused", lambda x: False)
     x = _internal()
     assert float(x[0]) == 1.5 and "1.5" in repr(x)
     assert to_numpy(pickle.loads(pickle.dumps(x))).tolist() == [1.5, 2.5, 3.5]
