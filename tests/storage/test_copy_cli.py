@@ -131,9 +131,9 @@ def test_cli_ls_tags_cp_rm(env: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "100.0%" in captured.err and "[" in captured.err and "copied 5 file(s)" in captured.out
     np.testing.assert_array_equal(np.asarray(load(f"hpcai://scratch/{p}/x.zarr")._data), np.arange(12.0))
 
-    assert main(["cp", "--no-progress", f"hpcai://onprem/{p}/x.zarr", f"hpcai://cloud/{p}/x.zarr"]) == 1
+    assert main(["cp", "--no-progress", f"hpcai://onprem/{p}/x.zarr", f"hpcai://cloud/{p}/x.zarr"]) == 3  # refused
     err = capsys.readouterr().err
-    assert "hpcai: error:" in err and "eu-only" in err and "cloud" in err
+    assert "hpcai: refused:" in err and "eu-only" in err and "cloud" in err
     assert not filesystem("cloud").exists(p)
 
     assert main(["rm", f"hpcai://scratch/{p}/x.zarr"]) == 1
