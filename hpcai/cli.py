@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import HpcaiError, ResidencyError
+from .errors import AuditError, HpcaiError, ResidencyError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
+    except AuditError as exc:  # the log cannot be read or written: an error, not a policy refusal
+        print(f"hpcai: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except ResidencyError as exc:
         print(f"hpcai: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
