@@ -596,7 +596,7 @@ class Array:
             self._data = dev._backend.setitem(dev, self._data, k, v)
         except Exception as exc:
             raise _translate("__setitem__", exc) from None
-        self._tags = _tags.union(self._tags, _tags.union(kt, vt))
+        self._tags = _tags.union(self._tags, wt)
 
     def __iter__(self) -> Iterator[Array]:
         """Iterate over the first axis."""

@@ -24,34 +24,10 @@ from hpcai.errors import (
     ResidencyError,
 )
 from hpcai.residency import And, Compare, Const, Not, Or, parse_expression
+from hpcai.testing import ATTACK_POLICY
 
-POLICY = """
-[site]
-country = "DE"
-jurisdiction = "EU"
-provider = "onprem"
-
-[devices."emulated:1"]
-attributes = { country = "US", jurisdiction = "US", provider = "hyperscaler" }
-
-[groups]
-eu = ["AT", "BE", "DE", "FR", "NL"]
-
-[[policy.rules]]
-name = "gdpr-personal"
-match = "classification=personal"
-compute = "country=@eu"
-store = "country=@eu & provider!=hyperscaler"
-effect = "deny"
-
-[[policy.rules]]
-name = "internal-only"
-match = "handling=internal"
-export = "false"
-
-[audit]
-path = "audit.jsonl"
-"""
+# The attack suite's policy (also sets jax:cpu:1 to US/hyperscaler attributes).
+POLICY = ATTACK_POLICY
 
 
 @pytest.fixture(autouse=True)
@@ -751,7 +727,7 @@ def test_moves_through_jax_devices_are_checked(config, tmp_path: Path) -> None:
     names = {str(d) for d in xp.all_devices()}
     if not {"jax:cpu:0", "jax:cpu:1"} <= names:
         pytest.skip("needs two JAX CPU devices")
-    config(POLICY + '\n[devices."jax:cpu:1"]\nattributes = { country = "US" }\n')
+    config(POLICY)  # jax:cpu:1 carries US attributes in the policy
     x = _personal()
     y = x.to_device("jax:cpu:0")
     with pytest.raises(ResidencyError, match="jax:cpu:1"):
