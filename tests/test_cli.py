@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -47,10 +46,18 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_ends_with_one_line(tmp_path: Path) -> None:
-    proc = subprocess.Popen([*_hpcai(), "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    """SIGINT while a command runs: exit 130 and one line, no traceback. The command is made
+    to wait (deterministically) until the signal arrives."""
+    code = (
+        "import sys, time\n"
+        "import hpcai._cli_devices as d\n"
+        "from hpcai.cli import main\n"
+        "d.run = lambda args: (print('ready', flush=True), time.sleep(120))\n"
+        "sys.exit(main(['devices']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     assert proc.stdout is not None
-    proc.stdout.readline()  # the demo is running
-    time.sleep(0.5)
+    assert proc.stdout.readline().strip() == b"ready"  # the command is running
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_INTERRUPTED
