@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     ) from None
 
 from ._arrays import StoredArray, load, open, save
+from ._datasets import open_dataset, save_dataset
 from ._demo import DemoEnvironment, S3Server, demo_environment, start_s3_server
 from ._endpoints import (
     Endpoint,
@@ -60,9 +61,11 @@ __all__ = [
     "load",
     "ls",
     "open",
+    "open_dataset",
     "parse_url",
     "rm",
     "save",
+    "save_dataset",
     "start_s3_server",
     "tags",
     "taint",

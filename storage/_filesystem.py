@@ -35,6 +35,7 @@ from hpcai import _config
 from hpcai._tags import TagSet, as_mapping, make_tags, union
 from hpcai.errors import (
     BackendUnavailableError,
+    ChecksumError,
     CredentialsError,
     EndpointUnreachableError,
     HpcaiError,
@@ -43,7 +44,7 @@ from hpcai.errors import (
     StorageNotFoundError,
 )
 
-from . import _taint
+from . import _layout, _taint
 from ._endpoints import SCHEME, Endpoint, check_relpath, get_endpoint, register_secrets
 from ._posix import Beneath, ConfinedFileSystem
 from ._tags_io import (
@@ -1005,6 +1006,9 @@ class HpcaiFileSystem(AsyncFileSystem):
     protocol = "hpcai"
     root_marker = ""
     async_impl = True
+    #: Each ``fsspec.filesystem("hpcai")`` / ``xr.open_zarr("hpcai://...")`` gets its own instance, so
+    #: that the dataset versions it pinned (see :meth:`_view`) are its own.
+    cachable = False
 
     def __init__(
         self,
@@ -1022,9 +1026,124 @@ class HpcaiFileSystem(AsyncFileSystem):
             )
         super().__init__(asynchronous=asynchronous, loop=loop, batch_size=storage_options.get("batch_size"))
         self.tags = normalize_tags("hpcai://", tags)
+        #: ``(endpoint, dataset path) -> (stable view, verified)``: the version this instance reads
+        #: behind a dataset's stable names, fixed when it first resolves them or reads the pointer.
+        self._pins: dict[tuple[str, str], tuple[_layout.View, bool]] = {}
 
     def __repr__(self) -> str:
         return "<HpcaiFileSystem hpcai://>"
+
+    def __reduce__(self) -> Any:
+        opts = {k: v for k, v in getattr(self, "storage_options", {}).items() if k != "loop"}
+        return (_rebuild_hpcai_fs, (opts, dict(self._pins)))
+
+    # -- the stable names of saved datasets -------------------------------------------------------
+    async def _view(self, fs: EndpointFileSystem, name: str, rel: str) -> _View | None:
+        """Where ``<dataset>/<stable name>/...`` lies: in the dataset's head version.
+
+        A dataset saved by ``hpcai.storage.save``/``save_dataset`` shows its arrays at stable
+        names (``t2m.zarr/t2m``) while each save writes a new version directory
+        (``t2m.zarr/v<time>-<id>/``) and commits it by replacing the pointer ``t2m.zarr/zarr.json``.
+        This instance resolves the head once per dataset (when it reads the pointer, or at its
+        first access to a stable name) and keeps reading that version: a reader never mixes two
+        versions. ``None``: *rel* is no stable name (read as it is).
+        """
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            ds = "/".join(parts[:i])
+            key = (name, ds)
+            pin = self._pins.get(key)
+            if pin is None:
+                node = await fs._node_meta(ds)
+                if not node.is_node:
+                    continue
+                if node.kind == "array":
+                    return None  # nothing inside an array is a dataset
+                view = _layout.stable_view(node.meta)
+                if view is None:
+                    continue  # a plain group, or a pointer without stable names
+                pin = (view, False)
+            view, verified = pin
+            target = view.names.get(parts[i])
+            if target is None:
+                return None  # inside a dataset but not a stable name (a version, the pointer)
+            if not verified:
+                # a genuine pointer names a version that exists (a copy of its attributes elsewhere,
+                # e.g. by xarray, does not make a dataset)
+                if not (await fs._node_meta(f"{ds}/{view.head}")).is_node:
+                    return None
+                self._pins[key] = (view, True)
+            rest = "/".join(parts[i + 1:])
+            real = f"{ds}/{target}"
+            return _View(ds, view.head, real, f"{ds}/{parts[i]}", f"{real}/{rest}" if rest else real)
+        return None
+
+    def _pin_pointer(self, name: str, rel: str, data: bytes) -> None:
+        """Reading a dataset's pointer (as zarr and xarray do when they open it) pins its head version."""
+        try:
+            meta = json.loads(data)
+        except (ValueError, TypeError):
+            return
+        ds = rel.rpartition("/")[0]
+        view = _layout.stable_view(meta)
+        if view is None:
+            self._pins.pop((name, ds), None)
+        else:
+            self._pins[(name, ds)] = (view, False)
+
+    async def _mapped(self, path: str) -> tuple[EndpointFileSystem, str, str, _View | None]:
+        fs, rel, name = self._split(path)
+        rel = check_relpath("hpcai://", rel, name) if rel else rel
+        v = await self._view(fs, name, rel) if rel else None
+        return fs, (v.real if v else rel), name, v
+
+    async def _writable(self, path: str, what: str, pointer: bool = True) -> tuple[EndpointFileSystem, str, str]:
+        """Writes through ``hpcai://`` never change a saved dataset behind hpcai's back: its stable
+        names are read-only, and so is its pointer (*pointer*: also refuse a write of the pointer)."""
+        fs, rel, name = self._split(path)
+        if not rel:
+            return fs, rel, name
+        rel = check_relpath(what, rel, name)
+        v = await self._view(fs, name, rel)
+        where = None
+        if v is not None:
+            where, ds = f"{SCHEME}{name}/{v.virtual}, the read-only stable name of an array of", v.ds
+        elif pointer and rel.endswith("/zarr.json"):
+            ds = rel[: -len("/zarr.json")]
+            view = _layout.stable_view((await fs._node_meta(ds, fresh=True)).meta)
+            if view is not None and (await fs._node_meta(f"{ds}/{view.head}")).is_node:
+                where = "the commit pointer of"
+        if where is not None:
+            url = fs.endpoint.url_for(ds)
+            raise InvalidArgumentError(
+                f"{what}: {SCHEME}{name}/{rel} is {where} the dataset {url}, which hpcai.storage saved and "
+                f"writes: use hpcai.storage.save(x, {url!r}) or hpcai.storage.save_dataset(ds, {url!r}, "
+                "append_dim=... or region=...), which write a new version and commit it"
+            )
+        return fs, rel, name
+
+    async def _missing(self, fs: EndpointFileSystem, v: _View, exc: BaseException) -> BaseException:
+        """A missing object behind a stable name: a removed version or a damaged one, never a fill value."""
+        url = fs.endpoint.url_for(v.ds)
+        if not (await fs._node_meta(f"{v.ds}/{v.head}", fresh=True)).is_node:
+            return StorageError(
+                f"hpcai://: version {v.head} of {url}, which this reader opened, was removed by later saves; "
+                "open the dataset again to read the current version"
+            )
+        if v.real.rsplit("/", 1)[-1] in _META_NAMES:
+            return exc
+        return ChecksumError(
+            f"hpcai://: {fs.endpoint.url_for(v.real)} (chunk of {url}, version {v.head}) is missing: the stored "
+            "dataset is damaged (every chunk of a saved version exists); restore it or save the data again"
+        )
+
+    def _unview(self, name: str, v: _View | None, info: Mapping[str, Any]) -> dict[str, Any]:
+        out = self._prefix(name, info)
+        if v is not None:
+            n = str(info["name"])
+            if n == v.real_prefix or n.startswith(v.real_prefix + "/"):
+                out["name"] = f"{name}/{v.virtual}{n[len(v.real_prefix):]}"
+        return out
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -1062,10 +1181,10 @@ class HpcaiFileSystem(AsyncFileSystem):
         p = self._strip_protocol(path)
         if not p:
             return {"name": "", "type": "directory", "size": 0}
-        fs, rel, name = self._split(p)
+        fs, rel, name, v = await self._mapped(p)
         if not rel:
             return {"name": name, "type": "directory", "size": 0}
-        return self._prefix(name, await fs._info(rel))
+        return self._unview(name, v, await fs._info(rel))
 
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
         p = self._strip_protocol(path)
@@ -1074,39 +1193,50 @@ class HpcaiFileSystem(AsyncFileSystem):
 
             out = [{"name": n, "type": "directory", "size": 0} for n in sorted(endpoints())]
         else:
-            fs, rel, name = self._split(p)
-            out = [self._prefix(name, e) for e in await fs._ls(rel, detail=True)]
+            fs, rel, name, v = await self._mapped(p)
+            out = [self._unview(name, v, e) for e in await fs._ls(rel, detail=True)]
         return out if detail else [e["name"] for e in out]
 
     async def _find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs: Any) -> Any:
-        fs, rel, name = self._split(path)
+        fs, rel, name, v = await self._mapped(path)
         found = await fs._find(rel, maxdepth=maxdepth, withdirs=withdirs, detail=True)
-        out = {f"{name}/{k}" if k else name: self._prefix(name, v) for k, v in found.items()}
+        out = {}
+        for info in found.values():
+            e = self._unview(name, v, info)
+            out[e["name"]] = e
         return out if detail else sorted(out)
 
     async def _exists(self, path: str, **kwargs: Any) -> bool:
-        fs, rel, _ = self._split(path)
+        fs, rel, _, _ = await self._mapped(path)
         return await fs._exists(rel)
 
     async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
-        fs, rel, _ = self._split(path)
-        return await fs._cat_file(rel, start=start, end=end)
+        fs, rel, name, v = await self._mapped(path)
+        try:
+            data = await fs._cat_file(rel, start=start, end=end)
+        except StorageNotFoundError as exc:
+            if v is None:
+                raise
+            raise await self._missing(fs, v, exc) from None
+        if v is None and start is None and end is None and rel.endswith("/zarr.json"):
+            self._pin_pointer(name, rel, data)
+        return data
 
     async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
-        fs, rel, _ = self._split(rpath)
+        fs, rel, _, _ = await self._mapped(rpath)
         await fs._get_file(rel, lpath)
 
     async def _pipe_file(self, path: str, value: Any, mode: str = "overwrite", tags: Any = None, **kwargs: Any) -> None:
-        fs, rel, _ = self._split(path)
+        fs, rel, _ = await self._writable(path, "pipe_file")
         await fs._pipe_file(rel, value, mode=mode, tags=tags)
 
     async def _put_file(self, lpath: str, rpath: str, callback: Any = None, tags: Any = None, **kwargs: Any) -> None:
-        fs, rel, _ = self._split(rpath)
+        fs, rel, _ = await self._writable(rpath, "put_file")
         await fs._put_file(lpath, rel, callback=callback, tags=tags)
 
     async def _cp_file(self, path1: str, path2: str, tags: Any = None, **kwargs: Any) -> None:
-        fs1, r1, n1 = self._split(path1)
-        fs2, r2, n2 = self._split(path2)
+        fs1, r1, n1, _ = await self._mapped(path1)
+        fs2, r2, n2 = await self._writable(path2, "copy")
         if n1 == n2:
             await fs1._cp_file(r1, r2, tags=tags)
             return
@@ -1118,7 +1248,7 @@ class HpcaiFileSystem(AsyncFileSystem):
         dsts = path2 if isinstance(path2, list) else [path2] * len(srcs)
         pairs = []
         for s_path, d_path in zip(srcs, dsts):
-            src_fs, rel, _ = self._split(s_path)
+            src_fs, rel, _, _ = await self._mapped(s_path)
             dst_fs, _, _ = self._split(d_path)
             pairs.append((src_fs, rel, dst_fs))
         await precheck_copy(pairs)  # a refusal leaves every destination untouched
@@ -1126,31 +1256,51 @@ class HpcaiFileSystem(AsyncFileSystem):
                             batch_size=batch_size, **kwargs)
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        fs, rel, _ = self._split(path)
+        fs, rel, _ = await self._writable(path, "rm", pointer=False)
         await fs._rm_file(rel)
 
     async def _rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
         for p in path if isinstance(path, (list, tuple)) else [path]:
-            fs, rel, _ = self._split(p)
+            fs, rel, _ = await self._writable(p, "rm", pointer=False)
             await fs._rm(rel, recursive=recursive, maxdepth=maxdepth)
 
     async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        fs, rel, _ = self._split(path)
+        fs, rel, _ = await self._writable(path, "mkdir", pointer=False)
         await fs._mkdir(rel, create_parents=create_parents)
 
     async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
-        fs, rel, _ = self._split(path)
+        fs, rel, _ = await self._writable(path, "makedirs", pointer=False)
         await fs._makedirs(rel, exist_ok=exist_ok)
 
     def get_tags(self, path: str) -> TagSet | None:
-        """The tags stored with ``hpcai://<endpoint>/<path>``."""
-        fs, rel, _ = self._split(path)
+        """The tags stored with ``hpcai://<endpoint>/<path>`` (a stable name: those of its version's array)."""
+        fs, rel, _, _ = sync(self.loop, self._mapped, path)
         return fs.get_tags(rel)
 
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
               cache_options: dict[str, Any] | None = None, tags: Any = None, **kwargs: Any) -> Any:
-        fs, rel, _ = self._split(path)
+        if "r" in mode:
+            fs, rel, _, _ = sync(self.loop, self._mapped, path)
+        else:
+            fs, rel, _ = sync(self.loop, self._writable, path, "open")
         return fs._open(rel, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, tags=tags, **kwargs)
+
+
+@dataclass(frozen=True)
+class _View:
+    """A path under a dataset's stable name and the path of the head version's object it reads."""
+
+    ds: str  # the dataset (its pointer is ds/zarr.json)
+    head: str  # the version read
+    real_prefix: str  # ds/<head> (layout "array") or ds/<head>/<var> (layout "group")
+    virtual: str  # ds/<stable name>
+    real: str  # the path read
+
+
+def _rebuild_hpcai_fs(options: dict[str, Any], pins: dict[tuple[str, str], tuple[_layout.View, bool]]) -> HpcaiFileSystem:
+    fs = HpcaiFileSystem(**options)
+    fs._pins.update(pins)  # a Dask worker reads the versions the client pinned
+    return fs
 
 
 async def precheck_copy(pairs: list[tuple[EndpointFileSystem, str, EndpointFileSystem]]) -> None:
