@@ -1063,16 +1063,29 @@ class HpcaiFileSystem(AsyncFileSystem):
                 if view is None:
                     continue  # a plain group, or a pointer without stable names
                 pin = (view, False)
+                opened = False
+            else:
+                opened = True  # this instance read the pointer, or resolved it before
             view, verified = pin
-            target = view.names.get(parts[i])
-            if target is None:
+            if parts[i] not in view.names:
                 return None  # inside a dataset but not a stable name (a version, the pointer)
             if not verified:
                 # a genuine pointer names a version that exists (a copy of its attributes elsewhere,
                 # e.g. by xarray, does not make a dataset)
                 if not (await fs._node_meta(f"{ds}/{view.head}")).is_node:
-                    return None
+                    cur = _layout.stable_view((await fs._node_meta(ds, fresh=True)).meta)
+                    if cur is None or cur.head == view.head or not (await fs._node_meta(f"{ds}/{cur.head}")).is_node:
+                        return None
+                    if opened:  # the version this reader opened went away before its first read
+                        raise StorageError(
+                            f"hpcai://: version {view.head} of {fs.endpoint.url_for(ds)}, which this reader opened, "
+                            "was removed by later saves; open the dataset again to read the current version"
+                        )
+                    view = cur  # a stale cached pointer: read the current head
+                    if parts[i] not in view.names:
+                        return None
                 self._pins[key] = (view, True)
+            target = view.names[parts[i]]
             rest = "/".join(parts[i + 1:])
             real = f"{ds}/{target}"
             return _View(ds, view.head, real, f"{ds}/{parts[i]}", f"{real}/{rest}" if rest else real)

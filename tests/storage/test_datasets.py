@@ -271,6 +271,17 @@ def test_a_reader_keeps_the_version_it_opened(place: Place) -> None:
     with pytest.raises(StorageError, match="removed by later saves"):
         reader.p.load()  # an error, never fill values
     assert float(_open_zarr(url).p.values.max()) == 2.0
+    # a reader that read the pointer and nothing else yet: its version goes before its first chunk
+    import fsspec
+
+    fs = fsspec.filesystem("hpcai")
+    ds = url[len("hpcai://"):]
+    fs.cat_file(f"{ds}/zarr.json")
+    st.save(xp.full((4, 4), 3.0), url, chunks=(2, 2))
+    st.save(xp.full((4, 4), 4.0), url, chunks=(2, 2))
+    with pytest.raises(StorageError, match="removed by later saves"):
+        fs.cat_file(f"{ds}/p/c/0/0")
+    assert len(fsspec.filesystem("hpcai").cat_file(f"{ds}/p/c/0/0")) > 0  # a new reader reads the head
 
 
 @pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")  # zarr, writing the copy below
