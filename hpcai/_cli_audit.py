@@ -108,6 +108,9 @@ def run_keygen(args: argparse.Namespace) -> int:
 
     key = audit.generate_key_file(args.file)
     path = Path(args.file).expanduser().absolute()
+    if args.json:
+        print(json.dumps({"ok": True, "key_file": str(path), "key_id": key.kid}, indent=2))
+        return 0
     print(f"wrote a new audit key to {path} (mode 0600, key id {key.kid})")
     print(f"use it with HPCAI_AUDIT_KEY_FILE={path} or [audit] key_file = \"{path}\", and start a new log with it")
     return 0

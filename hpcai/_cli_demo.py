@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -227,6 +228,21 @@ def demo_config(workdir: Path) -> dict[str, Any]:
 SECTIONS: list[Callable[[Path], None]] = [section_arrays, section_residency, section_storage, section_precision]
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "json", False):  # the tour's text goes to stderr; stdout gets one JSON document
+        import contextlib
+        import json
+        import time
+
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):
+            _run()
+        print(json.dumps({"ok": True, "sections": [s.__name__.removeprefix("section_") for s in SECTIONS],
+                          "seconds": round(time.perf_counter() - t0, 3)}, indent=2))
+        return 0
+    return _run()
+
+
+def _run() -> int:
     import hpcai as xp
 
     with tempfile.TemporaryDirectory(prefix="hpcai-demo-") as tmp:

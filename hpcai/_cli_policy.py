@@ -121,18 +121,41 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, list[str]]:
 
 def run_explain(args: argparse.Namespace) -> int:
     from ._device import resolve_device
+    from .errors import UnknownDeviceError
     from .residency import current_policy
 
     tags = _pairs(args.tags, "--tags")
     attr_pairs = _pairs(args.attr, "--attr")
-    if args.to is None and not attr_pairs:
-        raise InvalidArgumentError("hpcai policy explain: give a destination: --to DEVICE or --attr key=value ...")
+    if args.to is None and args.endpoint is None and not attr_pairs:
+        raise InvalidArgumentError(
+            "hpcai policy explain: give a destination: --to DEVICE, --endpoint NAME or --attr key=value ..."
+        )
+    if args.to is not None and args.endpoint is not None:
+        raise InvalidArgumentError("hpcai policy explain: --to names a device and --endpoint a storage endpoint; give one")
     attributes: dict[str, str] = {}
     destination = "(attributes given)"
+    if args.op is None:
+        args.op = "store" if args.endpoint is not None else "compute"
     if args.to is not None:
-        dev = resolve_device(args.to)
+        try:
+            dev = resolve_device(args.to)
+        except UnknownDeviceError as exc:
+            from . import _config
+
+            if args.to in (_config.get_config().section("endpoints") or {}):
+                raise InvalidArgumentError(
+                    f"hpcai policy explain: {args.to!r} is a storage endpoint, not a device: "
+                    f"use --endpoint {args.to} (the decision is then a 'store' on it)"
+                ) from None
+            raise exc from None
         attributes.update(dev.attributes)
         destination = str(dev)
+    if args.endpoint is not None:
+        from .storage import get_endpoint
+
+        ep = get_endpoint(args.endpoint)
+        attributes.update(ep.attributes)
+        destination = f"endpoint {ep.name}"
     for k, vs in attr_pairs.items():
         attributes[k] = vs[-1]
     pol = current_policy()
@@ -206,9 +229,11 @@ def register(sub: Any) -> None:
     )
     e.add_argument("--tags", action="append", metavar="KEY=VALUE[,...]", help="data tags (repeatable)")
     e.add_argument("--to", metavar="DEVICE", help="destination device, e.g. emulated:1")
+    e.add_argument("--endpoint", metavar="NAME", help="destination storage endpoint, e.g. onprem (--op defaults to store)")
     e.add_argument(
         "--attr", action="append", metavar="KEY=VALUE[,...]", help="destination attributes (added to / instead of --to)"
     )
-    e.add_argument("--op", choices=("compute", "store", "export"), default="compute", help="operation (default compute)")
+    e.add_argument("--op", choices=("compute", "store", "export"), default=None,
+                   help="operation (default: compute; store with --endpoint)")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=run_explain)

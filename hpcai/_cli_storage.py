@@ -29,39 +29,91 @@ def _parse_tags(items: list[str]) -> dict[str, list[str]]:
 
 
 class _Bar:
-    """A one-line progress bar on stderr: ``[#####-----]  52%  12.0/23.1 MiB  8.4 MiB/s``."""
+    """A one-line progress bar on stderr, ``[#####-----]  52.0%  12.0/23.1 MiB  8.4 MiB/s``: the
+    fallback when tqdm is not installed. An ``fsspec.callbacks.Callback`` (set_size, relative_update)."""
 
-    def __init__(self, stream: Any, width: int = 30) -> None:
+    def __init__(self, stream: Any, unit: str = "B", width: int = 30) -> None:
         self.stream = stream
         self.width = width
+        self.unit = unit
         self.t0 = time.perf_counter()
         self.last = 0.0
-        self.total = 0
+        self.size: int | None = None
+        self.value = 0
+        self.shown = False
 
-    def __call__(self, done: int, total: int) -> None:
-        self.total = total
+    def set_size(self, size: int) -> None:
+        self.size = size
+        self._draw()
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.value += inc
+        self._draw()
+
+    def _fmt(self, n: int) -> str:
+        return format_size(n) if self.unit == "B" else f"{n} {self.unit}"
+
+    def _draw(self) -> None:
+        total = self.size or 0
         now = time.perf_counter()
-        if done < total and now - self.last < 0.1:
+        if self.value < total and now - self.last < 0.1:
             return
         self.last = now
-        frac = done / total if total else 1.0
+        frac = self.value / total if total else 1.0
         filled = int(frac * self.width)
-        rate = done / max(now - self.t0, 1e-9)
+        rate = self.value / max(now - self.t0, 1e-9)
+        rate_text = f"{format_size(int(rate))}/s" if self.unit == "B" else f"{rate:.0f} {self.unit}/s"
         self.stream.write(
             f"\r[{'#' * filled}{'-' * (self.width - filled)}] {frac * 100:5.1f}%  "
-            f"{format_size(done)}/{format_size(total)}  {format_size(int(rate))}/s"
+            f"{self._fmt(self.value)}/{self._fmt(total)}  {rate_text}"
         )
         self.stream.flush()
+        self.shown = True
 
-    def finish(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def progress_callback(enabled: bool | None, unit: str = "B", desc: str | None = None) -> Any:
+    """The CLI's progress display: tqdm's bar where tqdm is installed, else :class:`_Bar`; ``None``
+    when disabled (``enabled=None``: on when stderr is a terminal, so piped runs stay silent)."""
+    show = enabled if enabled is not None else sys.stderr.isatty()
+    if not show:
+        return None
+    try:
+        import tqdm  # noqa: F401
+        from fsspec.callbacks import TqdmCallback
+    except ImportError:
+        return _Bar(sys.stderr, unit=unit)
+    kw: dict[str, Any] = {"file": sys.stderr, "desc": desc, "leave": True}
+    if unit == "B":
+        kw.update(unit="B", unit_scale=True, unit_divisor=1024)
+    else:
+        kw.update(unit=f" {unit}")
+    return TqdmCallback(tqdm_kwargs=kw)
+
+
+def _close(cb: Any) -> None:
+    if cb is not None:
+        close = getattr(cb, "close", None)
+        if callable(close):
+            close()
+
+
+def _json_tags(tags: Any) -> dict[str, list[str]]:
+    return {k: sorted(v) for k, v in (tags or {}).items()}
 
 
 def run_ls(args: argparse.Namespace) -> int:
     from hpcai.storage import ls
 
-    entries = ls(args.url, with_tags=args.tags)
+    cb = progress_callback(args.progress, unit="entries", desc="listing") if args.tags else None
+    try:
+        entries = ls(args.url, with_tags=args.tags, callback=cb)
+    finally:
+        _close(cb)
     if args.json:
         print(json.dumps([
             {"url": e.url, "kind": e.kind, "size": e.size,
@@ -81,16 +133,21 @@ def run_ls(args: argparse.Namespace) -> int:
 def run_cp(args: argparse.Namespace) -> int:
     from hpcai.storage import copy
 
-    show = args.progress if args.progress is not None else sys.stderr.isatty()
-    bar = _Bar(sys.stderr) if show else None
+    cb = progress_callback(False if args.json and args.progress is None else args.progress, desc="copying")
     try:
-        result = copy(args.src, args.dst, tags=_parse_tags(args.tag) or None, overwrite=args.overwrite, progress=bar)
+        result = copy(args.src, args.dst, tags=_parse_tags(args.tag) or None, overwrite=args.overwrite, callback=cb)
     finally:
-        if bar is not None and bar.total:
-            bar.finish()
+        _close(cb)
     rate = result.nbytes / max(result.seconds, 1e-9)
+    if args.json:
+        print(json.dumps({
+            "ok": True, "source": args.src, "destination": result.destination, "files": result.files,
+            "bytes": result.nbytes, "seconds": round(result.seconds, 6),
+            "tag_sets": [_json_tags(t) for t in result.tag_sets],
+        }, indent=2))
+        return 0
     print(f"copied {result.files} file(s), {format_size(result.nbytes)} in {result.seconds:.2f} s "
-          f"({format_size(int(rate))}/s) from {args.src} to {args.dst}")
+          f"({format_size(int(rate))}/s) from {args.src} to {result.destination}")
     return 0
 
 
@@ -113,6 +170,10 @@ def run_untag(args: argparse.Namespace) -> int:
     from hpcai.storage import untag
 
     left = untag(args.url, args.key, reason=args.reason)
+    if args.json:
+        print(json.dumps({"ok": True, "url": args.url, "removed": args.key, "tags": _json_tags(left),
+                          "audit_log": str(audit.log_path())}, indent=2))
+        return 0
     rest = _fmt_tags(left)
     print(f"untagged {args.key} from {args.url} (remaining tags: {rest}); recorded in the audit log {audit.log_path()}")
     return 0
@@ -121,13 +182,22 @@ def run_untag(args: argparse.Namespace) -> int:
 def run_rm(args: argparse.Namespace) -> int:
     from hpcai.storage import rm
 
-    n = rm(args.url, recursive=args.recursive)
+    cb = progress_callback(False if args.json and args.progress is None else args.progress, unit="files",
+                           desc="removing")
+    try:
+        n = rm(args.url, recursive=args.recursive, callback=cb)
+    finally:
+        _close(cb)
+    if args.json:
+        print(json.dumps({"ok": True, "url": args.url, "files": n}, indent=2))
+        return 0
     print(f"removed {args.url} ({n} file(s))")
     return 0
 
 
 def _guard(fn: Any) -> Any:
     """Turn storage errors that are builtin OSErrors (from fsspec) into the CLI's error exit."""
+    from .cli import CommandError
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -135,10 +205,16 @@ def _guard(fn: Any) -> Any:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
             if type(exc).__module__.startswith("hpcai"):
                 raise
-            print(f"hpcai: error: {exc}", file=sys.stderr)
-            return 1
+            raise CommandError(str(exc)) from None
 
     return run
+
+
+def _progress_flags(p: Any, what: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help=f"always show {what} (default: on a terminal only; tqdm's bar where installed)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help=f"never show {what}")
 
 
 def register(sub: Any) -> None:
@@ -146,18 +222,25 @@ def register(sub: Any) -> None:
     p.add_argument("url", help="hpcai://<endpoint>[/<path>]")
     p.add_argument("--tags", action="store_true", help="show the residency tags of each entry")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _progress_flags(p, "progress while reading tags")
     p.set_defaults(func=_guard(run_ls))
 
-    p = sub.add_parser("cp", help="copy between endpoints (residency-checked; non-zero exit on refusal)")
+    p = sub.add_parser(
+        "cp", help="copy between endpoints (residency-checked; non-zero exit on refusal)",
+        description="Copy a file, directory or dataset. As with POSIX cp, an existing directory destination "
+        "(or one ending in '/') receives the source inside it; existing files are replaced only with --overwrite. "
+        "Memory stays bounded (large objects are streamed); an interrupted copy leaves no partial file.",
+    )
     p.add_argument("src", help="hpcai://<endpoint>/<path> or a local path")
     p.add_argument("dst", help="hpcai://<endpoint>/<path> or a local path")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="tag the copied data (repeatable), on top of the tags the data carries "
                         "(uploads: zarr attributes, and the xattrs/sidecars that downloads leave)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing destination")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the progress bar")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace destination files that exist (without it, any existing one stops the copy "
+                        "before anything is written)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _progress_flags(p, "a byte-level progress bar")
     p.set_defaults(func=_guard(run_cp))
 
     p = sub.add_parser("tags", help="show the residency tags stored with a file or dataset")
@@ -174,4 +257,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("rm", help="remove a file, or a directory or dataset with -r")
     p.add_argument("url", help="hpcai://<endpoint>/<path>")
     p.add_argument("-r", "--recursive", action="store_true", help="remove directories and datasets")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _progress_flags(p, "progress (files removed)")
     p.set_defaults(func=_guard(run_rm))

@@ -116,34 +116,47 @@ _unavailable: dict[str, str] = {}
 _ALIASES = {"cpu": "numpy:cpu"}
 
 
+def _build_backend(name: str, info: Any, cfg: Any) -> dict[str, Device] | str:
+    """The devices of one backend (interned), or the reason it has none."""
+    from hpcai.backends import get_backend
+
+    if not info.installed:
+        return str(info.install_hint)
+    try:
+        backend = get_backend(name)
+    except BackendUnavailableError as exc:
+        return str(exc)
+    if not backend.available():
+        reason = getattr(backend, "unavailable_reason", None)
+        why = (reason() if callable(reason) else None) or "no device available"
+        return f"{name}: {why} ({backend.install_hint})"
+    out: dict[str, Device] = {}
+    for spec in backend.device_specs(cfg.data):
+        dev = _interned.get(spec.name)
+        if dev is None:
+            dev = _interned[spec.name] = Device(spec, backend)
+        else:
+            dev._refresh(spec, backend)
+        out[spec.name] = dev
+    return out
+
+
 def _build_table() -> dict[str, Device]:
-    from hpcai.backends import backend_infos, get_backend
+    from hpcai.backends import backend_infos
 
     cfg = _config.get_config()
     dev_cfg = cfg.section("devices")
     table: dict[str, Device] = {}
     _unavailable.clear()
+    partial = _partial.get()
     for name, info in backend_infos().items():
-        if not info.installed:
-            _unavailable[name] = info.install_hint
-            continue
-        try:
-            backend = get_backend(name)
-        except BackendUnavailableError as exc:
-            _unavailable[name] = str(exc)
-            continue
-        if not backend.available():
-            reason = getattr(backend, "unavailable_reason", None)
-            why = (reason() if callable(reason) else None) or "no device available"
-            _unavailable[name] = f"{name}: {why} ({backend.install_hint})"
-            continue
-        for spec in backend.device_specs(cfg.data):
-            dev = _interned.get(spec.name)
-            if dev is None:
-                dev = _interned[spec.name] = Device(spec, backend)
-            else:
-                dev._refresh(spec, backend)
-            table[spec.name] = dev
+        built = partial.get(name)
+        if built is None:
+            built = _build_backend(name, info, cfg)
+        if isinstance(built, str):
+            _unavailable[name] = built
+        else:
+            table.update(built)
     # Config entries naming devices that no backend provides are an error, not ignored.
     for name in dev_cfg:
         if name not in table and name.split(":", 1)[0] not in _unavailable:
@@ -151,6 +164,32 @@ def _build_table() -> dict[str, Device]:
                 f"{cfg.source}: [devices.\"{name}\"] names no device; known devices: {', '.join(table)}"
             )
     return table
+
+
+#: Backends resolved one at a time (``resolve_device("numpy:cpu")`` needs no other backend, so
+#: it imports no other library: JAX alone costs ~130 MB), before the whole table is built.
+_partial: _config.Derived[dict[str, dict[str, Device] | str]] = _config.Derived(dict)
+
+
+def _one_backend(name: str) -> Device | None:
+    """*name*'s device from its own backend alone, where that backend is known and has it."""
+    from hpcai.backends import backend_infos
+
+    if _table._value is not None:
+        return None
+    bname = name.split(":", 1)[0]
+    partial = _partial.get()
+    built = partial.get(bname)
+    if built is None:
+        info = backend_infos().get(bname)
+        if info is None:
+            return None
+        cfg = _config.get_config()
+        # The whole table checks [devices] entries; a name configured there is resolved through it.
+        if any(k.split(":", 1)[0] == bname for k in cfg.section("devices")) and bname != "numpy":
+            return None
+        built = partial[bname] = _build_backend(bname, info, cfg)
+    return None if isinstance(built, str) else built.get(name)
 
 
 _table: _config.Derived[dict[str, Device]] = _config.Derived(_build_table)
@@ -176,6 +215,9 @@ def resolve_device(device: DeviceLike | None) -> Device:
         return device  # type: ignore[return-value]
     if isinstance(device, str):
         name = _ALIASES.get(device, device)
+        dev = _one_backend(name)
+        if dev is not None:
+            return dev
         table = _devices()
         dev = table.get(name)
         if dev is not None:

@@ -32,6 +32,7 @@ __all__ = [
     "ScalarOverflowError",
     "ShapeError",
     "StorageError",
+    "StorageExistsError",
     "StorageNotFoundError",
     "TransferForbiddenError",
     "UnknownDeviceError",
@@ -145,6 +146,10 @@ class StorageError(HpcaiError, OSError):
 
 class StorageNotFoundError(StorageError, FileNotFoundError):
     """A path does not exist on a storage endpoint."""
+
+
+class StorageExistsError(StorageError, FileExistsError):
+    """A destination exists and the operation would replace it without ``overwrite=True``."""
 
 
 class UnknownEndpointError(HpcaiError, ValueError):

@@ -128,7 +128,7 @@ def test_policy_explain_bad_input(policy_file: Path, capsys: pytest.CaptureFixtu
     assert main(["--config", str(policy_file), "policy", "explain", "--tags", "classification"]) == 1
     assert "key=value" in capsys.readouterr().err
     assert main(["--config", str(policy_file), "policy", "explain", "--tags", "a=b"]) == 1
-    assert "--to DEVICE or --attr" in capsys.readouterr().err
+    assert "--to DEVICE, --endpoint NAME or --attr" in capsys.readouterr().err
     assert main(["--config", str(policy_file), "policy", "explain", "--tags", "a=b", "--to", "emulated:9"]) == 1
     assert "unknown device 'emulated:9'" in capsys.readouterr().err
 

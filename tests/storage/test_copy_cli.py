@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from hpcai.storage.testing import POLICY
 
 import hpcai as xp
 from hpcai.cli import main
-from hpcai.errors import InvalidArgumentError, ResidencyError
+from hpcai.errors import InvalidArgumentError, ResidencyError, StorageExistsError
 
 
 @pytest.fixture
@@ -89,13 +90,115 @@ def test_upload_and_download_local_files(env: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "us.csv").exists()
 
 
-def test_copy_refuses_to_merge_into_existing_directory(env: Path) -> None:
+def test_copy_into_an_existing_directory_as_posix_cp_does(env: Path) -> None:
     p = _unique("dup")
     save(xp.ones(4), f"hpcai://onprem/{p}/a.zarr")
-    copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr")
-    with pytest.raises(InvalidArgumentError, match="exists"):
+    filesystem("onprem").pipe_file(f"{p}/notes/n.txt", b"n")
+    assert copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr").destination == f"hpcai://scratch/{p}/a.zarr"
+    # an existing directory is a destination to copy into, as with `cp -r`
+    copy(f"hpcai://onprem/{p}/notes", f"hpcai://scratch/{p}/x")  # a new name: the copy is x
+    assert filesystem("scratch").cat_file(f"{p}/x/n.txt") == b"n"
+    r = copy(f"hpcai://onprem/{p}/notes", f"hpcai://scratch/{p}/x")
+    assert r.destination == f"hpcai://scratch/{p}/x/notes"
+    assert filesystem("scratch").cat_file(f"{p}/x/notes/n.txt") == b"n"
+    # a saved dataset is one object: copying onto it replaces it (with overwrite), never nests inside it
+    listing = sorted(filesystem("scratch").find(p))
+    with pytest.raises(StorageExistsError, match=r"exists; pass overwrite=True \(--overwrite\)"):
         copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr")
-    copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr", overwrite=True)
+    assert sorted(filesystem("scratch").find(p)) == listing
+    save(xp.full(4, 2.0), f"hpcai://onprem/{p}/a.zarr")
+    assert copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/a.zarr", overwrite=True).destination == f"hpcai://scratch/{p}/a.zarr"
+    np.testing.assert_array_equal(np.asarray(load(f"hpcai://scratch/{p}/a.zarr")._data), np.full(4, 2.0))
+    # a trailing slash means "into": there the files exist, so nothing is written without overwrite
+    with pytest.raises(StorageExistsError):
+        copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/")
+    # a file where a directory must go, and a directory where a file must go, are refused
+    filesystem("scratch").pipe_file(f"{p}/plain.txt", b"x")
+    with pytest.raises(InvalidArgumentError, match="in the way"):
+        copy(f"hpcai://onprem/{p}/a.zarr", f"hpcai://scratch/{p}/plain.txt", overwrite=True)
+    # the root of an endpoint receives the source under its own name
+    q = _unique("root")
+    filesystem("onprem").pipe_file(f"{q}/note.txt", b"n")
+    assert copy(f"hpcai://onprem/{q}/note.txt", "hpcai://scratch").destination == "hpcai://scratch/note.txt"
+
+
+def test_cli_cp_follows_posix_cp(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The problems a new user met: an existing file overwritten silently; `cp URL .` failing;
+    --overwrite into an empty directory raising IsADirectoryError and leaving a temporary file."""
+    p = _unique("posix")
+    filesystem("onprem").pipe_file(f"{p}/a.txt", b"old")
+    filesystem("onprem").pipe_file(f"{p}/small.txt", b"small")
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"new")
+    assert main(["cp", "--no-progress", str(other), f"hpcai://onprem/{p}/a.txt"]) == 1
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert filesystem("onprem").cat_file(f"{p}/a.txt") == b"old"
+    assert main(["cp", "--no-progress", "--overwrite", str(other), f"hpcai://onprem/{p}/a.txt"]) == 0
+    assert filesystem("onprem").cat_file(f"{p}/a.txt") == b"new"
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["cp", "--no-progress", f"hpcai://onprem/{p}/small.txt", "."]) == 0
+    assert f"to {here / 'small.txt'}" in capsys.readouterr().out
+    assert (here / "small.txt").read_bytes() == b"small"
+    assert main(["cp", "--no-progress", f"hpcai://onprem/{p}/small.txt", "."]) == 1  # exists now
+    assert "--overwrite" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["cp", "--no-progress", "--overwrite", f"hpcai://onprem/{p}/small.txt", str(empty)]) == 0
+    assert os.listdir(empty) == ["small.txt"]  # into it; no temporary file left
+    blocked = tmp_path / "blocked"
+    (blocked / "small.txt").mkdir(parents=True)
+    assert main(["cp", "--no-progress", "--overwrite", f"hpcai://onprem/{p}/small.txt", str(blocked)]) == 1
+    assert "in the way" in capsys.readouterr().err
+    assert os.listdir(blocked) == ["small.txt"] and os.listdir(blocked / "small.txt") == []
+    assert main(["cp", "--no-progress", f"hpcai://onprem/{p}/small.txt", str(tmp_path / "no" / "dir" / "x")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_json_everywhere_including_errors(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = _unique("json")
+    filesystem("onprem", tags={"residency": "eu"}).pipe_file(f"{p}/a.txt", b"abc")
+    assert main(["cp", "--json", f"hpcai://onprem/{p}/a.txt", f"hpcai://scratch/{p}/a.txt"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["ok"], out["files"], out["bytes"], out["destination"]) == (True, 1, 3, f"hpcai://scratch/{p}/a.txt")
+    assert out["tag_sets"] == [{"residency": ["eu"]}]
+    assert main(["cp", "--json", f"hpcai://onprem/{p}/a.txt", f"hpcai://cloud/{p}/a.txt"]) == 3
+    cap = capsys.readouterr()
+    err = json.loads(cap.out)
+    assert (err["ok"], err["exit_code"], err["error"], err["type"]) == (False, 3, "refused", "ResidencyError")
+    assert "eu-only" in err["message"] and cap.err.startswith("hpcai: refused:")
+    assert main(["rm", "--json", f"hpcai://scratch/{p}/a.txt"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "url": f"hpcai://scratch/{p}/a.txt", "files": 1}
+    assert main(["rm", "--json", f"hpcai://scratch/{p}/a.txt"]) == 1
+    err = json.loads(capsys.readouterr().out)
+    assert (err["exit_code"], err["error"]) == (1, "error") and "does not exist" in err["message"]
+    assert main(["untag", "--json", f"hpcai://onprem/{p}/a.txt", "residency", "--reason", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["tags"] == {}
+    with pytest.raises(SystemExit) as info:
+        main(["cp", "--json", "--no-such-flag", "a", "b"])
+    assert info.value.code == 2
+    err = json.loads(capsys.readouterr().out)
+    assert (err["exit_code"], err["error"]) == (2, "usage") and "--no-such-flag" in err["message"]
+    key = tmp_path / "k.key"
+    assert main(["audit", "keygen", "--json", str(key)]) == 0
+    assert json.loads(capsys.readouterr().out)["key_file"] == str(key)
+
+
+def test_cli_policy_explain_names_an_endpoint(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "explain", "--endpoint", "cloud", "--tags", "residency=eu", "--json"]) == 3
+    d = json.loads(capsys.readouterr().out)
+    assert (d["allowed"], d["op"], d["rule"], d["destination"]) == (False, "store", "eu-only", "endpoint cloud")
+    assert d["attributes"]["jurisdiction"] == "US"
+    assert main(["policy", "explain", "--endpoint", "onprem", "--tags", "residency=eu"]) == 0
+    assert "ALLOW" in capsys.readouterr().out
+    assert main(["policy", "explain", "--to", "onprem", "--op", "store", "--tags", "residency=eu"]) == 1
+    assert "use --endpoint onprem" in capsys.readouterr().err
+    assert main(["policy", "explain", "--endpoint", "nowhere", "--tags", "residency=eu"]) == 1
+    assert "nowhere" in capsys.readouterr().err
 
 
 def test_fsspec_level_cross_endpoint_copy_is_checked(env: Path) -> None:
