@@ -796,6 +796,13 @@ class EndpointFileSystem(AsyncFileSystem):
         backend = self._s.backend
         if isinstance(backend, LocalTagBackend) and data is None:
             await self._retry("copy", r2, asyncio.to_thread, backend.copy_sync, f1, f2, t)
+        elif isinstance(backend, S3TagBackend) and data is None:
+            # Server-side (CopyObject, or a multipart copy over 5 GiB): no byte passes through here.
+            # The copy carries the source's tags and metadata, which the tags decided here include;
+            # where they differ (tags added), the destination is retagged before this returns.
+            await self._retry("copy", r2, self._s.afs._cp_file, f1, f2)
+            if await backend.read(f2) != t:
+                await self._retry("copy", r2, backend.retag, f2, t)
         else:
             if data is None:
                 data = await self._retry("copy", r1, self._s.afs._cat_file, f1)

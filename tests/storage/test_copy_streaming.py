@@ -110,8 +110,13 @@ def test_copy_within_one_endpoint_is_server_side(env: dict[str, Any], small_bloc
     def no_streaming(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a copy within one endpoint must not pass the bytes through this process")
 
-    monkeypatch.setattr(ops, "_stream", no_streaming)
-    r = copy(f"hpcai://onprem/{p}/a.bin", f"hpcai://onprem/{p}/b.bin", tags={"project": "x"})
+    import s3fs
+
+    with monkeypatch.context() as m:
+        m.setattr(ops, "_stream", no_streaming)
+        for name in ("_cat_file", "_get_file", "_open"):
+            m.setattr(s3fs.S3FileSystem, name, no_streaming)
+        r = copy(f"hpcai://onprem/{p}/a.bin", f"hpcai://onprem/{p}/b.bin", tags={"project": "x"})
     assert r.nbytes == len(data)
     assert filesystem("onprem").cat_file(f"{p}/b.bin") == data
     assert dict(tags(f"hpcai://onprem/{p}/b.bin")) == {"origin": frozenset({"DE"}), "project": frozenset({"x"})}
