@@ -231,7 +231,7 @@ def test_cli_ls_tags_cp_rm(env: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
     assert main(["cp", "--progress", f"hpcai://onprem/{p}/x.zarr", f"hpcai://scratch/{p}/x.zarr"]) == 0
     captured = capsys.readouterr()
-    assert "100.0%" in captured.err and "[" in captured.err and "copied 5 file(s)" in captured.out
+    assert "100%|" in captured.err and "copied 5 file(s)" in captured.out  # tqdm's bar (the test extra has tqdm)
     np.testing.assert_array_equal(np.asarray(load(f"hpcai://scratch/{p}/x.zarr")._data), np.arange(12.0))
 
     assert main(["cp", "--no-progress", f"hpcai://onprem/{p}/x.zarr", f"hpcai://cloud/{p}/x.zarr"]) == 3  # refused
@@ -269,3 +269,28 @@ def test_recursive_fsspec_copy_checks_everything_first(env: Path) -> None:
     assert not filesystem("cloud").exists(p)
     fs.copy(f"onprem/{p}", f"scratch/{p}", recursive=True)
     assert sorted(filesystem("scratch").find(p)) == [f"{p}/a-public.txt", f"{p}/b-private.txt"]
+
+
+def test_progress_bars_with_and_without_tqdm(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    import hpcai._cli_storage as c
+
+    p = _unique("bar")
+    data = bytes(range(256)) * 4096  # 1 MiB
+    for i in range(3):
+        filesystem("onprem").pipe_file(f"{p}/f{i}.bin", data)
+    assert main(["cp", "--progress", f"hpcai://onprem/{p}", f"hpcai://scratch/{p}"]) == 0
+    err = capsys.readouterr().err
+    assert "100%|" in err and "3.00M/3.00M" in err  # tqdm: bytes, binary units
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
+    assert isinstance(c.progress_callback(True), c._Bar)
+    assert main(["cp", "--progress", f"hpcai://onprem/{p}", f"hpcai://scratch/{p}-2"]) == 0
+    err = capsys.readouterr().err
+    assert "100.0%" in err and "3.0 MiB/3.0 MiB" in err and err.endswith("\n")
+    assert main(["rm", "-r", "--progress", f"hpcai://scratch/{p}-2"]) == 0
+    assert "3 files/3 files" in capsys.readouterr().err
+    # not a terminal and no --progress: silent
+    assert main(["cp", f"hpcai://onprem/{p}", f"hpcai://scratch/{p}-3"]) == 0
+    assert capsys.readouterr().err == ""
