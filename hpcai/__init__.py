@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 import math as _math
 
 from . import audit, errors, fft, linalg, precision, residency, special
+from . import energy
+from ._advisor import Advice, advise, run
 from ._array import Array
 from ._config import configure, get_config
 from ._creation_functions import *
@@ -34,6 +36,7 @@ from ._indexing_functions import __all__ as _indexing_all
 from ._info import *
 from ._info import __all__ as _info_all
 from ._jit import jit
+from ._record import record
 from ._linalg_functions import *
 from ._linalg_functions import __all__ as _linalg_fn_all
 from ._manipulation_functions import *
@@ -60,7 +63,12 @@ newaxis: None = None
 __all__ = sorted(
     {
         "__array_api_version__",
+        "Advice",
         "Array",
+        "advise",
+        "energy",
+        "record",
+        "run",
         "Device",
         "Transfer",
         "TransferLog",

@@ -50,6 +50,7 @@ _COMMAND_MODULES = [
     "hpcai._cli_audit",
     "hpcai._cli_demo",
     "hpcai._cli_storage",
+    "hpcai._cli_energy",
 ]
 
 

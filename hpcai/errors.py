@@ -20,12 +20,15 @@ __all__ = [
     "DLPackUnsupportedError",
     "DTypeError",
     "DeviceMismatchError",
+    "EnergyBudgetError",
     "ForeignArrayError",
     "HpcaiError",
     "InvalidArgumentError",
     "LinAlgError",
+    "MeterError",
     "OutOfDeviceMemoryError",
     "PathEscapeError",
+    "PlacementError",
     "PluginError",
     "PolicySyntaxError",
     "ResidencyError",
@@ -170,3 +173,15 @@ class ChecksumError(StorageError, ValueError):
 
 class PathEscapeError(StorageError, PermissionError):
     """A path would leave its endpoint's root (``..``, an absolute path or an escaping symlink)."""
+
+
+class PlacementError(HpcaiError, RuntimeError):
+    """No device can run an operation (every candidate denied, too small or lacking a dtype)."""
+
+
+class EnergyBudgetError(HpcaiError, RuntimeError):
+    """A run would exceed an energy or CO2 budget (refused before any byte moves)."""
+
+
+class MeterError(HpcaiError, OSError):
+    """An energy meter could not be read (missing, permission denied, malformed counter)."""

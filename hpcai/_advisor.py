@@ -1,0 +1,551 @@
+"""The placement advisor: ``xp.advise`` ranks devices for a kernel, ``xp.run`` runs it there.
+
+For a call ``fn(*args)`` the advisor considers every device (or those given), and for each:
+
+1. **may it?** — the residency policy's ``compute`` decision for the arguments' tags (a
+   denied device is listed with the rule that denies it and never chosen), its dtype
+   capability (float64 on an FP64-less device only under ``precision = "emulate"``,
+   costed as the Ozaki products it will run) and its free memory;
+2. **how long?** — compute seconds from, in order: the run-time history of this exact
+   footprint (median of recent samples), a regression over the operation's other sizes
+   (inside its fitted range only), a roofline of the device description; emulated devices
+   are always modelled (their wall time is the host's). Transfer seconds for the arguments
+   that are elsewhere: measured moves in the history, else the link cost model;
+3. **what does it cost?** — joules = modelled power × predicted seconds; grams = joules ×
+   the configured carbon intensity (× PUE), ``None`` where none is configured.
+
+Every figure carries its basis. The devices are ranked by ``objective`` (``"time"``,
+``"energy"`` or ``"co2"``); within 1 % of the best, the device already holding the data
+wins. Moves done by ``xp.run`` are ordinary ``to_device`` moves: checked, audited, logged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import _config, _record, _tags
+from ._array import Array
+from ._device import Device, DeviceLike, all_devices, resolve_device
+from ._transfer import transfers
+from .errors import InvalidArgumentError, PlacementError, ResidencyError
+
+__all__ = ["OBJECTIVES", "Advice", "Row", "advise", "format_table", "run"]
+
+OBJECTIVES = ("time", "energy", "co2")
+#: Relative difference under which two devices tie (the one holding the data wins).
+TIE = 0.01
+_FP64 = frozenset({"float64", "complex128"})
+_RATE_ORDER = ("complex128", "float64", "complex64", "float32", "float16", "bfloat16")
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart (the first row is the header)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# --------------------------------------------------------------------------------------------
+# per-device constants (rebuilt on configure)
+# --------------------------------------------------------------------------------------------
+class _Dev:
+    """What the advisor needs of a device, computed once per configuration."""
+
+    __slots__ = (
+        "bw",
+        "dev",
+        "emulated",
+        "flops",
+        "g_per_j",
+        "grams_basis",
+        "kind",
+        "launch",
+        "name",
+        "power_basis",
+        "roof_basis",
+        "watts",
+    )
+
+    def __init__(self, dev: Device, adv: Mapping[str, Any]) -> None:
+        from .energy import carbon_intensity, power
+
+        self.dev = dev
+        self.name = dev.spec.name
+        self.kind = dev.spec.kind
+        self.emulated = dev.spec.backend == "emulated"
+        cost = dev.spec.cost
+        cores = os.cpu_count() or 1
+        host_flops = float(adv.get("host_flops", cores * 2.5e9 * 16))
+        host_bw = float(adv.get("host_memory_bandwidth", 20e9))
+        if cost.flops:
+            self.flops = dict(cost.flops)
+            self.bw = cost.memory_bandwidth
+            self.launch = 5e-6
+            self.roof_basis = f"roofline ({dev.spec.preset or 'device'} description)"
+        else:
+            self.flops = {"float64": host_flops, "complex128": host_flops / 2, "float32": 2 * host_flops,
+                          "complex64": host_flops, "float16": 2 * host_flops, "bfloat16": 2 * host_flops}
+            self.bw = host_bw
+            self.launch = 2e-6 if dev.spec.backend == "numpy" else 10e-6
+            src = "[advisor]" if "host_flops" in adv else "assumed"
+            self.roof_basis = (
+                f"roofline (host CPU: {host_flops / 1e9:.0f} GFLOP/s fp64, {host_bw / 1e9:.0f} GB/s, {src})"
+            )
+        p = power(dev)
+        self.watts = p.watts
+        self.power_basis = p.basis
+        inten = carbon_intensity(dev)
+        self.g_per_j = None if inten.g_per_kwh is None else inten.g_per_kwh * inten.pue / 3.6e6
+        self.grams_basis = inten.basis
+
+
+def _build_devs() -> dict[str, _Dev]:
+    adv = _config.get_config().section("advisor")
+    return {d.spec.name: _Dev(d, adv) for d in all_devices()}
+
+
+_devs: _config.Derived[dict[str, _Dev]] = _config.Derived(_build_devs)
+
+
+def _dev_info(dev: Device) -> _Dev:
+    table = _devs.get()
+    info = table.get(dev.spec.name)
+    if info is None or info.dev is not dev:
+        info = table[dev.spec.name] = _Dev(dev, _config.get_config().section("advisor"))
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# the advice
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One device in an :class:`Advice`: allowed with predictions, or excluded with the reason."""
+
+    device: str
+    allowed: bool
+    excluded: str | None
+    rule: str | None
+    compute_seconds: float
+    compute_basis: str
+    transfer_seconds: float
+    transfer_basis: str
+    moved_bytes: int
+    joules: float
+    joules_basis: str
+    grams: float | None
+    grams_basis: str
+    holds_data: bool
+    remeasure: bool
+    score: float
+
+    @property
+    def seconds(self) -> float:
+        """Predicted compute + transfer seconds."""
+        return self.compute_seconds + self.transfer_seconds
+
+
+class Advice:
+    """A ranked table of devices for one kernel call (see :func:`advise`).
+
+    ``rows`` lists the allowed devices best first, then the excluded ones with the reason
+    (and the rule, for a policy denial). ``choice`` is the chosen :class:`Device`.
+    """
+
+    __slots__ = ("footprint", "objective", "rows")
+
+    def __init__(self, footprint: _record.Footprint, objective: str, rows: list[Row]) -> None:
+        self.footprint = footprint
+        self.objective = objective
+        self.rows = rows
+
+    @property
+    def choice(self) -> Device:
+        """The best allowed device; :class:`~hpcai.errors.PlacementError` when none is."""
+        r = self.rows[0] if self.rows else None
+        if r is None or not r.allowed:
+            why = "; ".join(f"{x.device}: {x.excluded}" for x in self.rows) or "no candidate devices"
+            cls = ResidencyError if self.rows and all(x.rule for x in self.rows) else PlacementError
+            raise cls(f"advise({self.footprint.op}): no device may run this call ({why})")
+        return resolve_device(r.device)
+
+    @property
+    def allowed(self) -> list[Row]:
+        return [r for r in self.rows if r.allowed]
+
+    @property
+    def excluded(self) -> list[Row]:
+        return [r for r in self.rows if not r.allowed]
+
+    def row(self, device: DeviceLike) -> Row:
+        """The row of *device*."""
+        name = str(resolve_device(device))
+        for r in self.rows:
+            if r.device == name:
+                return r
+        raise InvalidArgumentError(f"Advice.row: {name} was not a candidate; candidates: {[r.device for r in self.rows]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The advice as plain data (every figure with its basis)."""
+        return {
+            "op": self.footprint.op,
+            "footprint": self.footprint.key,
+            "flops": self.footprint.flops,
+            "bytes": self.footprint.nbytes,
+            "objective": self.objective,
+            "choice": self.rows[0].device if self.rows and self.rows[0].allowed else None,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+    def table(self) -> str:
+        """The ranked devices as a table, with the basis of every figure below it."""
+        head = ("rank", "device", "compute ms", "transfer ms", "joules", "g CO2e", "status")
+        rows: list[Sequence[str]] = [head]
+        notes = []
+        for i, r in enumerate(self.rows, 1):
+            if r.allowed:
+                g = "n/a" if r.grams is None else f"{r.grams:.3g}"
+                status = "chosen" if i == 1 else ("holds data" if r.holds_data else "")
+                if r.remeasure:
+                    status = (status + ", re-measure").lstrip(", ")
+                rows.append((str(i), r.device, f"{r.compute_seconds * 1e3:.4g}", f"{r.transfer_seconds * 1e3:.4g}",
+                             f"{r.joules:.3g}", g, status))
+                notes.append(f"  {r.device}: compute {r.compute_basis}; transfer {r.transfer_basis}; "
+                             f"energy {r.joules_basis}; CO2 {r.grams_basis}")
+            else:
+                rows.append(("-", r.device, "-", "-", "-", "-", f"excluded: {r.excluded}"))
+        head_line = f"advice for {self.footprint.key} (objective: {self.objective}); energy figures are modelled"
+        return "\n".join([head_line, format_table(rows), "basis:", *notes])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        choice = self.rows[0].device if self.rows and self.rows[0].allowed else None
+        return f"<Advice {self.footprint.op}: {choice} of {len(self.rows)} devices, objective={self.objective}>"
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """A bar chart of the ranked devices: time split (compute / transfer) and joules.
+
+        Needs matplotlib (``pip install 'hpcai[plot]'``); returns the Figure, saved to
+        *path* when given.
+        """
+        try:
+            import matplotlib
+
+            if path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("Advice.plot needs matplotlib: pip install 'hpcai[plot]'") from None
+        rows = self.allowed
+        names = [r.device for r in rows][::-1]
+        comp = [r.compute_seconds * 1e3 for r in rows][::-1]
+        tran = [r.transfer_seconds * 1e3 for r in rows][::-1]
+        joules = [r.joules for r in rows][::-1]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 0.5 * len(rows) + 1.5), sharey=True)
+        ax1.barh(names, comp, label="compute", color="#4C72B0")
+        ax1.barh(names, tran, left=comp, label="transfer", color="#DD8452")
+        ax1.set_xlabel("predicted ms")
+        ax1.legend(loc="lower right")
+        ax2.barh(names, joules, color="#55A868")
+        ax2.set_xlabel("joules (modelled)")
+        fig.suptitle(f"{self.footprint.op}: objective {self.objective}, choice {self.rows[0].device if rows else '-'}")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        return fig
+
+
+# --------------------------------------------------------------------------------------------
+# predictions
+# --------------------------------------------------------------------------------------------
+def _rate_dtype(dtypes: Iterable[str]) -> str:
+    ds = set(dtypes)
+    for d in _RATE_ORDER:
+        if d in ds:
+            return d
+    return "float32"
+
+
+def _ozaki_products(k: int) -> int:
+    """Exact low-precision products an Ozaki-II float64 product over inner dimension *k* runs."""
+    from . import _ozaki
+
+    for n in range(2, _ozaki.MAX_MODULI + 1):
+        if _ozaki._ozaki2_bits(n, k) >= 56:  # 53 bits plus margin for the data-dependent factor
+            return n
+    return _ozaki.MAX_MODULI
+
+
+def _roofline(info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[float, str]:
+    rate_dt = _rate_dtype(fp.dtypes)
+    if emulate_fp64:
+        f32 = info.flops.get("float32", 0.0)
+        if fp.op in _record._MATMUL and len(fp.shapes) >= 2 and fp.shapes[0]:
+            n = _ozaki_products(fp.shapes[0][-1])
+            t = max(n * fp.flops / f32, (n + 2) * fp.nbytes / info.bw) + info.launch * n
+            return t, f"{info.roof_basis}: {n} Ozaki-II float32 products (precision = 'emulate')"
+        t = max(8 * max(fp.flops, 1.0) / f32, 8 * fp.nbytes / info.bw) + info.launch
+        return t, f"{info.roof_basis}: float64 emulated as ~8 float32 operations per element (precision = 'emulate')"
+    rate = info.flops.get(rate_dt) or info.flops.get("float32") or 1e12
+    t = max(fp.flops / rate, fp.nbytes / info.bw) + info.launch
+    return t, info.roof_basis
+
+
+def _compute(info: _Dev, fp: _record.Footprint, emulate_fp64: bool, now: float, stale_after: float) -> tuple[float, str, bool]:
+    """Predicted compute seconds on a device, the basis, and whether to re-measure it."""
+    if info.emulated or emulate_fp64:
+        t, basis = _roofline(info, fp, emulate_fp64)
+        return t, ("modelled, " + basis + "; emulated device: its wall time is the host's") if info.emulated else basis, False
+    from ._history import store
+
+    h = store().device(info.name)
+    e = h.entries.get(fp.key)
+    if e is not None and e.samples:
+        stale = e.stale(now, stale_after)
+        return e.median, f"history ({len(e.samples)} recent samples: median, spread {e.spread * 1e3:.3g} ms)", stale
+    if h.entries:
+        fit = h.fit(fp.group)
+        if fit is not None:
+            t_fit = fit.predict(fp.work)
+            if t_fit is not None:
+                return t_fit, f"regression over {fit.points} sizes of {fp.group} (inside its fitted range)", False
+    t, basis = _roofline(info, fp, False)
+    return t, basis + "; no history for this footprint", False
+
+
+def _transfer(src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]) -> tuple[float, str]:
+    from ._history import store
+
+    if not (dst.emulated or src.spec.backend == "emulated"):
+        t = store().device(dst.name).transfers.get(src.spec.name)
+        if t is not None:
+            p = t.predict(nbytes)
+            if p is not None:
+                return p
+    if src.spec.kind == "cpu" and dst.kind == "cpu":
+        lat = float(adv.get("host_copy_latency", 20e-6))
+        bw = float(adv.get("host_memory_bandwidth", 20e9))
+        return lat + nbytes / bw, "modelled (host memory copy; no measured move of this size)"
+    sec = src.spec.cost.transfer_seconds(nbytes) + dst.dev.spec.cost.transfer_seconds(nbytes)
+    return sec, "modelled (link cost model)"
+
+
+def _arrays(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Array]:
+    out = [a for a in args if isinstance(a, Array)]
+    if kwargs:
+        out += [v for v in kwargs.values() if isinstance(v, Array)]
+    return out
+
+
+def _candidates(devices: Iterable[DeviceLike] | None) -> list[Device]:
+    if devices is None:
+        return all_devices()
+    if isinstance(devices, (str, Device)):
+        raise InvalidArgumentError(f"advise(devices=...): expected a list of devices, got the single device {devices!r}")
+    out = [resolve_device(d) for d in devices]
+    if not out:
+        raise InvalidArgumentError("advise(devices=[]): give at least one candidate device (or None for all)")
+    return out
+
+
+def _advise(
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    objective: str,
+    devices: Iterable[DeviceLike] | None,
+) -> Advice:
+    if objective not in OBJECTIVES:
+        raise InvalidArgumentError(f"advise(objective=...): expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if not callable(fn):
+        raise InvalidArgumentError(f"advise(fn, ...): expected a callable, got {type(fn).__name__} {fn!r}")
+    from .residency import current_policy
+
+    fp = _record.footprint(fn, args, kwargs)
+    arrays = _arrays(args, kwargs)
+    tags = _tags.union_all(a._tags for a in arrays) if arrays else None
+    pol = current_policy()
+    check_policy = bool(pol.rules) and (tags is not None or pol.untagged_covered)
+    # where the data is: bytes per source device; the holder has the most
+    where: dict[Device, int] = {}
+    sizes: list[tuple[Device, int]] = []
+    for a in arrays:
+        nb = int(a._data.nbytes)
+        where[a._device] = where.get(a._device, 0) + nb
+        sizes.append((a._device, nb))
+    holder = max(where, key=where.__getitem__) if where else None
+    in_bytes = sum(where.values())
+    out_bytes = max(int(fp.nbytes) - in_bytes, 0)
+    adv = _config.get_config().section("advisor")
+    stale_after = float(adv.get("stale_after", 600.0))
+    now = time.time()
+    allowed: list[Row] = []
+    excluded: list[Row] = []
+    for dev in _candidates(devices):
+        info = _dev_info(dev)
+        spec = dev.spec
+        reason = rule = None
+        if check_policy:
+            d = pol.decide_device("compute", tags, dev)
+            if not d.allowed:
+                reason, rule = f"denied by rule {d.rule!r}: {d.reason}", d.rule
+        emulate = False
+        if reason is None:
+            for dt in fp.dtypes:
+                if dt not in spec.native_dtypes:
+                    if dt in _FP64 and spec.precision == "emulate":
+                        emulate = True
+                    else:
+                        hint = ' (set precision = "emulate" for it to run float64 through the Ozaki scheme)' if dt in _FP64 else ""
+                        reason = f"no native {dt}; precision = {spec.precision!r}{hint}"
+                        break
+        incoming = in_bytes - where.get(dev, 0)
+        if reason is None and spec.memory is not None:
+            used = 0
+            if info.emulated:
+                used = dev._backend.memory_used(dev)
+            if incoming + out_bytes > spec.memory - used:
+                reason = (f"capacity: needs {incoming + out_bytes:,} bytes, {spec.memory - used:,} of "
+                          f"{spec.memory:,} free")
+        if reason is not None:
+            excluded.append(Row(spec.name, False, reason, rule, math.nan, "", math.nan, "", 0, math.nan, "",
+                                None, "", dev is holder, False, math.inf))
+            continue
+        comp, cbasis, stale = _compute(info, fp, emulate, now, stale_after)
+        tsec = 0.0
+        tbasis = "none (data already there)"
+        if incoming:
+            bases: dict[str, None] = {}
+            for src, nb in sizes:  # one move per array argument, as xp.run makes them
+                if src is not dev:
+                    sec, b = _transfer(src, info, nb, adv)
+                    tsec += sec
+                    bases[f"{src}: {b}"] = None
+            tbasis = "; ".join(bases)
+        joules = info.watts * (comp + tsec)
+        grams = None if info.g_per_j is None else joules * info.g_per_j
+        score = comp + tsec if objective == "time" else joules if objective == "energy" else (
+            math.inf if grams is None else grams)
+        allowed.append(Row(spec.name, True, None, None, comp, cbasis, tsec, tbasis, incoming, joules,
+                           f"modelled: {info.watts:g} W ({info.power_basis}) × predicted seconds", grams,
+                           info.grams_basis, dev is holder, stale, score))
+    allowed.sort(key=lambda r: r.score)
+    if allowed:
+        best = allowed[0].score
+        if math.isfinite(best):
+            for i, r in enumerate(allowed):
+                if r.score > best * (1 + TIE):
+                    break
+                if r.holds_data:
+                    if i:
+                        allowed.insert(0, allowed.pop(i))
+                    break
+    return Advice(fp, objective, allowed + excluded)
+
+
+def advise(
+    fn: Callable[..., Any],
+    *args: Any,
+    objective: str = "time",
+    devices: Iterable[DeviceLike] | None = None,
+    **kwargs: Any,
+) -> Advice:
+    """Rank the devices for ``fn(*args, **kwargs)`` by predicted time, energy or CO2.
+
+    Nothing runs and nothing moves. Denied devices are listed with the rule that denies
+    them; every figure says its basis (history, regression, roofline, modelled).
+
+    >>> import hpcai as xp
+    >>> a = xp.ones((256, 256))
+    >>> adv = xp.advise(xp.matmul, a, a, devices=["numpy:cpu", "emulated:0"])
+    >>> sorted(r.device for r in adv.rows)
+    ['emulated:0', 'numpy:cpu']
+    """
+    return _advise(fn, args, kwargs, objective, devices)
+
+
+def _move_args(args: Sequence[Any], kwargs: dict[str, Any], dev: Device) -> tuple[list[Any], dict[str, Any], int, float, list[Any]]:
+    if not any(isinstance(a, Array) and a._device is not dev for a in (*args, *kwargs.values())):
+        return list(args), kwargs, 0, 0.0, []
+    t0 = time.perf_counter()
+    with transfers() as log:
+        new_args = [a.to_device(dev) if isinstance(a, Array) and a._device is not dev else a for a in args]
+        new_kw = {k: (v.to_device(dev) if isinstance(v, Array) and v._device is not dev else v) for k, v in kwargs.items()}
+    _record.synchronize(new_args)
+    _record.synchronize(list(new_kw.values()))
+    return new_args, new_kw, log.total_bytes, time.perf_counter() - t0, list(log)
+
+
+def run(
+    fn: Callable[..., Any],
+    *args: Any,
+    device: DeviceLike = "auto",
+    objective: str = "time",
+    devices: Iterable[DeviceLike] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run ``fn(*args, **kwargs)`` on *device*, or with ``device="auto"`` on :func:`advise`'s choice.
+
+    Array arguments elsewhere are moved with ``to_device`` (policy-checked, audited, seen by
+    ``xp.transfers()``) — after every active energy budget accepted the prediction. Inside
+    ``xp.record()`` the call is recorded and its time feeds the history; a device whose
+    history asks to be re-measured is run once more instead of the choice.
+
+    >>> import hpcai as xp
+    >>> float(xp.run(xp.sum, xp.ones(10), device="auto"))
+    10.0
+    """
+    from .energy._track import active_budgets, note_run
+
+    rec = _record.current()
+    row: Row | None = None
+    if isinstance(device, str) and device == "auto":
+        adv = _advise(fn, args, kwargs, objective, devices)
+        dev = adv.choice
+        row = adv.rows[0]
+        if rec is not None and rec.history:
+            for r in adv.rows:
+                if r.allowed and r.remeasure:
+                    row, dev = r, resolve_device(r.device)
+                    break
+    else:
+        if devices is not None:
+            raise InvalidArgumentError("run(devices=...) is only for device='auto'")
+        dev = resolve_device(device)
+    budgets = active_budgets()
+    if budgets:
+        if row is None:
+            row = _advise(fn, args, kwargs, objective, [dev]).rows[0]
+        if row.allowed:
+            for b in budgets:
+                b.check(dev.spec.name, row.joules, row.grams, f"{row.joules_basis}; compute {row.compute_basis}")
+    new_args, new_kw, moved, move_s, logged = _move_args(args, kwargs, dev)
+    t0 = time.perf_counter()
+    out = fn(*new_args, **new_kw)
+    _record.synchronize(out)
+    secs = time.perf_counter() - t0
+    emulated = dev.spec.backend == "emulated"
+    modelled: float | None = None
+    if emulated or rec is not None:
+        fp = _record.footprint(fn, new_args, new_kw)
+        if emulated:
+            info = _dev_info(dev)
+            emul64 = any(d in _FP64 and d not in dev.spec.native_dtypes for d in fp.dtypes)
+            modelled = _roofline(info, fp, emul64)[0]
+        if rec is not None:
+            _record.note(rec, fp, dev, secs, modelled, moved, move_s, logged)
+    busy = modelled if modelled is not None else secs
+    note_run(dev, busy)
+    if budgets:
+        info = _dev_info(dev)
+        j = info.watts * busy
+        g = None if info.g_per_j is None else j * info.g_per_j
+        for b in budgets:
+            b.spend(j, g)
+    return out

@@ -1,0 +1,530 @@
+"""Run-time history per host and device, in the spirit of StarPU's sampling directory.
+
+One versioned JSON file per device under ``<dir>/<host>/`` (``<dir>`` is
+``$HPCAI_HISTORY_DIR``, else ``[advisor] history_dir``, else ``$XDG_CACHE_HOME/hpcai/history``).
+Files are written atomically (a temporary file, then ``os.replace``) under an exclusive
+lock file, merging what is on disk with what this process measured, so concurrent writers
+lose nothing. A file that cannot be parsed is moved aside (``*.corrupt-<time>``) with a
+warning and history starts afresh; a file of another format version is left alone.
+
+Statistics are robust, and made to avoid StarPU's known traps:
+
+* a prediction is the **median** of the last ``window`` samples, with the MAD as spread, so
+  ten 1 ms samples and one 100 ms sample predict 1 ms (the 100 ms one is counted as an
+  outlier, not averaged in);
+* an entry that **keeps disagreeing** (``STREAK`` outliers in a row on the same side) is not
+  trusted forever: its old samples are dropped and it is flagged ``remeasure`` until
+  ``MIN_TRUSTED`` new samples confirm the new regime (``xp.run(device="auto")`` runs such
+  a device to re-measure it);
+* an entry whose median rose above twice its own best and which has not been sampled for
+  ``stale_after`` seconds is flagged ``remeasure`` too, so one slow spell cannot starve a
+  device for good (starpu#50);
+* a **regression** ``log t = a + b log W`` (``W`` = flops, or bytes for memory-bound
+  kernels) over an operation's footprints predicts unseen sizes, used only inside the range
+  it was fitted on;
+* there is no "not calibrated" warning: a prediction always states its basis instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import _config
+from .errors import ConfigError
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "DeviceHistory",
+    "Entry",
+    "HistoryStore",
+    "HistoryWarning",
+    "history_dir",
+    "store",
+]
+
+FORMAT = "hpcai-history"
+VERSION = 1
+#: Samples kept per entry (the most recent).
+WINDOW = 32
+#: Samples before outliers are judged.
+MIN_JUDGED = 5
+#: Consecutive same-side outliers after which an entry is re-measured.
+STREAK = 3
+#: Samples of a new regime before the entry is trusted again.
+MIN_TRUSTED = 5
+#: Transfer samples kept per (source, destination).
+TRANSFER_WINDOW = 64
+
+
+class HistoryWarning(UserWarning):
+    """A history file was unusable (corrupt or of another version) and was set aside."""
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    h = n // 2
+    return s[h] if n % 2 else 0.5 * (s[h - 1] + s[h])
+
+
+class Entry:
+    """The samples of one kernel footprint on one device, with robust statistics."""
+
+    __slots__ = (
+        "_med",
+        "best",
+        "flops",
+        "last",
+        "n",
+        "nbytes",
+        "outliers",
+        "remeasure",
+        "remeasures",
+        "samples",
+        "spread",
+        "streak",
+    )
+
+    def __init__(self, flops: float = 0.0, nbytes: float = 0.0) -> None:
+        self.samples: list[float] = []
+        self.n = 0
+        self.outliers = 0
+        self.streak = 0
+        self.remeasure = False
+        self.remeasures = 0
+        self.best = math.inf
+        self.last = 0.0
+        self.flops = float(flops)
+        self.nbytes = float(nbytes)
+        self._med = math.nan
+        self.spread = math.nan
+
+    def _stats(self) -> None:
+        s = self.samples
+        if not s:
+            self._med = self.spread = math.nan
+            return
+        med = _median(s)
+        self._med = med
+        self.spread = 1.4826 * _median([abs(x - med) for x in s]) if len(s) > 1 else 0.0
+
+    @property
+    def median(self) -> float:
+        """Median of the recent samples (seconds); NaN without samples."""
+        return self._med
+
+    def add(self, seconds: float, when: float | None = None) -> bool:
+        """Add one sample; return whether it was an outlier."""
+        if not (seconds >= 0.0 and math.isfinite(seconds)):
+            raise ValueError(f"history: a sample must be a finite number of seconds >= 0, got {seconds!r}")
+        s = self.samples
+        outlier = False
+        if len(s) >= MIN_JUDGED:
+            med, spread = self._med, self.spread
+            if abs(seconds - med) > max(5.0 * spread, 0.25 * med):
+                outlier = True
+                self.outliers += 1
+                side = 1 if seconds > med else -1
+                self.streak = self.streak + side if self.streak * side > 0 else side
+            else:
+                self.streak = 0
+        if abs(self.streak) >= STREAK:
+            # It keeps disagreeing: the old regime is no longer trusted; re-measure.
+            keep = abs(self.streak) - 1
+            self.samples = s = s[-keep:] if keep else []
+            self.remeasure = True
+            self.remeasures += 1
+            self.streak = 0
+        s.append(float(seconds))
+        if len(s) > WINDOW:
+            del s[: len(s) - WINDOW]
+        self.n += 1
+        self.last = time.time() if when is None else when
+        self._stats()
+        if self.remeasure and len(s) >= MIN_TRUSTED and self.streak == 0:
+            self.remeasure = False
+        if len(s) >= MIN_TRUSTED and not self.remeasure:
+            self.best = min(self.best, self._med)
+        return outlier
+
+    def stale(self, now: float, stale_after: float) -> bool:
+        """Whether this entry should be re-measured before it is trusted (see the module doc)."""
+        if self.remeasure:
+            return True
+        return self._med > 2.0 * self.best and now - self.last > stale_after
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "n": self.n,
+            "outliers": self.outliers,
+            "streak": self.streak,
+            "remeasure": self.remeasure,
+            "remeasures": self.remeasures,
+            "best": None if math.isinf(self.best) else self.best,
+            "last": self.last,
+            "flops": self.flops,
+            "bytes": self.nbytes,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Entry:
+        e = cls(float(d.get("flops", 0.0)), float(d.get("bytes", 0.0)))
+        e.samples = [float(x) for x in d["samples"]][-WINDOW:]
+        e.n = int(d.get("n", len(e.samples)))
+        e.outliers = int(d.get("outliers", 0))
+        e.streak = int(d.get("streak", 0))
+        e.remeasure = bool(d.get("remeasure", False))
+        e.remeasures = int(d.get("remeasures", 0))
+        best = d.get("best")
+        e.best = math.inf if best is None else float(best)
+        e.last = float(d.get("last", 0.0))
+        e._stats()
+        return e
+
+
+class _Fit:
+    """``log t = a + b log W`` over one operation's footprints, valid on ``[lo, hi]``."""
+
+    __slots__ = ("a", "b", "hi", "lo", "points")
+
+    def __init__(self, a: float, b: float, lo: float, hi: float, points: int) -> None:
+        self.a, self.b, self.lo, self.hi, self.points = a, b, lo, hi, points
+
+    def predict(self, w: float) -> float | None:
+        if w <= 0 or not (self.lo <= w <= self.hi):
+            return None
+        return math.exp(self.a + self.b * math.log(w))
+
+
+def _fit(entries: list[Entry]) -> _Fit | None:
+    pts: dict[float, list[float]] = {}
+    for e in entries:
+        w = e.flops if e.flops > 0 else e.nbytes
+        if w > 0 and e.samples and e.median > 0:
+            pts.setdefault(w, []).append(e.median)
+    if len(pts) < 3:
+        return None
+    xs = [math.log(w) for w in pts]
+    ys = [math.log(_median(v)) for v in pts.values()]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return None
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return _Fit(my - b * mx, b, min(pts), max(pts), n)
+
+
+class _Transfers:
+    """Measured moves from one source device: ``(bytes, seconds)`` samples."""
+
+    __slots__ = ("samples",)
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+
+    def add(self, nbytes: float, seconds: float) -> None:
+        self.samples.append((float(nbytes), float(seconds)))
+        if len(self.samples) > TRANSFER_WINDOW:
+            del self.samples[: len(self.samples) - TRANSFER_WINDOW]
+
+    def predict(self, nbytes: float) -> tuple[float, str] | None:
+        """Seconds to move *nbytes*, and how it was found; ``None`` outside what was measured."""
+        near = [t for b, t in self.samples if abs(b - nbytes) <= 0.1 * max(nbytes, 1.0)]
+        if near:
+            return _median(near), f"history ({len(near)} moves of this size, median)"
+        sizes = sorted({b for b, _ in self.samples})
+        if len(sizes) < 2 or not (sizes[0] <= nbytes <= sizes[-1]):
+            return None
+        # least squares t = c + d * bytes over the medians per size
+        meds = {b: _median([t for bb, t in self.samples if bb == b]) for b in sizes}
+        n = len(sizes)
+        mx = sum(sizes) / n
+        my = sum(meds.values()) / n
+        sxx = sum((x - mx) ** 2 for x in sizes)
+        d = sum((x - mx) * (meds[x] - my) for x in sizes) / sxx
+        c = my - d * mx
+        return max(c + d * nbytes, 0.0), f"regression over {n} measured move sizes"
+
+
+class DeviceHistory:
+    """Everything recorded for one device on this host."""
+
+    __slots__ = ("_fits", "_groups", "device", "entries", "transfers")
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.entries: dict[str, Entry] = {}
+        self.transfers: dict[str, _Transfers] = {}
+        self._groups: dict[str, list[Entry]] = {}
+        self._fits: dict[str, _Fit | None] = {}
+
+    def entry(self, key: str, group: str, flops: float, nbytes: float) -> Entry:
+        e = self.entries.get(key)
+        if e is None:
+            e = self.entries[key] = Entry(flops, nbytes)
+            self._groups.setdefault(group, []).append(e)
+        self._fits.pop(group, None)
+        return e
+
+    def fit(self, group: str) -> _Fit | None:
+        try:
+            return self._fits[group]
+        except KeyError:
+            f = self._fits[group] = _fit(self._groups.get(group, []))
+            return f
+
+    def to_json(self, host: str) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "host": host,
+            "device": self.device,
+            "updated": time.time(),
+            "kernels": {k: e.to_json() for k, e in self.entries.items()},
+            "transfers": {src: [list(s) for s in t.samples] for src, t in self.transfers.items()},
+        }
+
+    @classmethod
+    def from_json(cls, device: str, doc: Any, where: str) -> DeviceHistory:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"{where}: not an hpcai history file (format {FORMAT!r} expected)")
+        h = cls(device)
+        for key, d in doc["kernels"].items():
+            e = Entry.from_json(d)
+            h.entries[key] = e
+            h._groups.setdefault(_group_of(key), []).append(e)
+        for src, samples in doc.get("transfers", {}).items():
+            t = h.transfers[src] = _Transfers()
+            for b, s in samples:
+                t.add(b, s)
+        return h
+
+
+def _group_of(key: str) -> str:
+    """The regression group of a footprint key: operation and dtypes (not shapes)."""
+    return "|".join(key.split("|", 2)[:2])
+
+
+def history_dir() -> Path:
+    """Where history lives: ``$HPCAI_HISTORY_DIR``, ``[advisor] history_dir``, or the user cache."""
+    env = os.environ.get("HPCAI_HISTORY_DIR")
+    if env:
+        return Path(env).expanduser()
+    cfg = _config.get_config().section("advisor").get("history_dir")
+    if cfg:
+        return Path(str(cfg)).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hpcai" / "history"
+
+
+def host_name() -> str:
+    """This host's name as used in history paths (``[A-Za-z0-9._-]`` only)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in socket.gethostname()) or "host"
+
+
+def _file_name(device: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in device) + ".json"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class HistoryStore:
+    """The history of every device on this host, loaded lazily and written on :meth:`flush`.
+
+    Samples added with :meth:`add_kernel` / :meth:`add_transfer` go into memory at once
+    (predictions use them immediately) and are merged into the files by :meth:`flush`.
+    """
+
+    def __init__(self, directory: Path, host: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.host = host or host_name()
+        self._mem: dict[str, DeviceHistory] = {}
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def path(self, device: str) -> Path:
+        """The history file of *device*."""
+        return self.directory / self.host / _file_name(device)
+
+    def _read(self, device: str) -> DeviceHistory:
+        p = self.path(device)
+        try:
+            raw = p.read_text()
+        except FileNotFoundError:
+            return DeviceHistory(device)
+        except OSError as exc:
+            warnings.warn(f"{p}: cannot read run-time history ({exc}); starting without it", HistoryWarning, stacklevel=4)
+            return DeviceHistory(device)
+        try:
+            doc = json.loads(raw)
+            if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") != VERSION:
+                warnings.warn(
+                    f"{p}: history of format version {doc.get('version')!r}, this hpcai reads version {VERSION}; "
+                    "it is left untouched and not used",
+                    HistoryWarning,
+                    stacklevel=4,
+                )
+                return DeviceHistory(device)
+            return DeviceHistory.from_json(device, doc, str(p))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = p.with_name(f"{p.name}.corrupt-{int(time.time() * 1000)}")
+            with contextlib.suppress(OSError):
+                os.replace(p, aside)
+            warnings.warn(
+                f"{p}: corrupt run-time history ({type(exc).__name__}: {exc}); moved aside to {aside.name}, "
+                "starting afresh",
+                HistoryWarning,
+                stacklevel=4,
+            )
+            return DeviceHistory(device)
+
+    def device(self, device: str) -> DeviceHistory:
+        """The in-memory history of *device* (read from its file on first use)."""
+        h = self._mem.get(device)
+        if h is None:
+            with self._lock:
+                h = self._mem.get(device)
+                if h is None:
+                    h = self._mem[device] = self._read(device)
+        return h
+
+    def reload(self) -> None:
+        """Forget what was read (pending samples are kept); files are read again on next use."""
+        with self._lock:
+            self._mem.clear()
+            for device, pending in self._pending.items():
+                h = self._mem[device] = self._read(device)
+                _apply(h, pending)
+
+    def add_kernel(self, device: str, key: str, seconds: float, flops: float, nbytes: float) -> bool:
+        """Record one run of a kernel footprint; returns whether it was an outlier."""
+        when = time.time()
+        rec = ("k", key, seconds, flops, nbytes, when)
+        h = self.device(device)
+        with self._lock:
+            self._pending.setdefault(device, []).append(rec)
+            return h.entry(key, _group_of(key), flops, nbytes).add(seconds, when)
+
+    def add_transfer(self, source: str, destination: str, nbytes: int, seconds: float) -> None:
+        """Record one measured move (kept in the destination's file)."""
+        h = self.device(destination)
+        with self._lock:
+            self._pending.setdefault(destination, []).append(("t", source, nbytes, seconds))
+            h.transfers.setdefault(source, _Transfers()).add(nbytes, seconds)
+
+    def flush(self) -> list[Path]:
+        """Merge pending samples into the files (atomic, under a lock); return the files written."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        written = []
+        for device, recs in pending.items():
+            p = self.path(device)
+            with _locked(p):
+                h = self._read(device)
+                _apply(h, recs)
+                fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump(h.to_json(self.host), f)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, p)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+            with self._lock:
+                self._mem[device] = h
+                later = self._pending.get(device)
+                if later:
+                    _apply(h, later)
+            written.append(p)
+        return written
+
+
+def _apply(h: DeviceHistory, recs: list[tuple[Any, ...]]) -> None:
+    for rec in recs:
+        if rec[0] == "k":
+            _, key, seconds, flops, nbytes, when = rec
+            h.entry(key, _group_of(key), flops, nbytes).add(seconds, when)
+        else:
+            _, src, nbytes, seconds = rec
+            h.transfers.setdefault(src, _Transfers()).add(nbytes, seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# the [advisor] configuration section and the process-wide store
+# --------------------------------------------------------------------------------------------
+_ADVISOR_KEYS = {
+    "history_dir": "a directory path (string)",
+    "stale_after": "seconds (number > 0) after which a slowed-down entry is re-measured",
+    "host_flops": "peak FLOP/s of the host CPU for float64 (number > 0; float32 is twice that)",
+    "host_memory_bandwidth": "bytes per second of host memory (number > 0)",
+    "host_copy_latency": "seconds (number >= 0) of overhead per move between host devices",
+}
+
+
+def _validate_advisor(value: Any, where: str, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table, got {type(value).__name__} {value!r}")
+    for k, v in value.items():
+        if k not in _ADVISOR_KEYS:
+            raise ConfigError(f"{where}: unknown key {key}.{k}; expected one of: {', '.join(sorted(_ADVISOR_KEYS))}")
+        if k == "history_dir":
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f"{where}: {key}.{k} must be {_ADVISOR_KEYS[k]}, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and k != "host_copy_latency"):
+            raise ConfigError(f"{where}: {key}.{k} must be {_ADVISOR_KEYS[k]}, got {v!r}")
+    return dict(value)
+
+
+_config.register_section("advisor", _validate_advisor)
+
+
+def _build_store() -> HistoryStore:
+    return HistoryStore(history_dir())
+
+
+def _flush_old() -> None:
+    s = _store._value
+    if s is not None:
+        s.flush()
+
+
+_store: _config.Derived[HistoryStore] = _config.Derived(_build_store, on_reset=None)
+_env_dir: list[str | None] = [os.environ.get("HPCAI_HISTORY_DIR")]
+
+
+def store() -> HistoryStore:
+    """The history store of the active configuration (and of ``$HPCAI_HISTORY_DIR``)."""
+    env = os.environ.get("HPCAI_HISTORY_DIR")
+    if env != _env_dir[0]:
+        _env_dir[0] = env
+        _flush_old()
+        _store.reset()
+    return _store.get()

@@ -1,0 +1,331 @@
+"""Recording what runs where: footprints, an analytic cost model, and ``xp.record()``.
+
+Granularity: one **kernel call** — a call of a function through ``xp.run`` (or
+:meth:`Recorder.measure`). The operation is the function (``matmul`` for ``xp.matmul``,
+``module.qualname`` for user code), its footprint the dtypes and shapes of its array
+arguments plus its scalar keywords. Nothing is added to the per-operation path of
+:class:`~hpcai.Array`: when no ``xp.record()`` block is open, recording costs one context
+variable read per ``xp.run`` call and nothing per array operation.
+
+Inside ``with xp.record() as rec:`` every ``xp.run`` adds a :class:`Sample` (device, wall
+seconds synchronised on JAX/CuPy, bytes and seconds moved from ``xp.transfers()``, flops
+and bytes from the analytic model, BLAS threads and load average of the block) and feeds
+the run-time history (:mod:`hpcai._history`), which is written when the block ends.
+Emulated devices contribute modelled time only: their wall time is the host's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._array import Array
+from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from ._device import Device
+
+__all__ = ["Footprint", "Recorder", "Sample", "footprint", "record", "synchronize"]
+
+_MATMUL = frozenset({"matmul", "linalg.matmul", "tensordot", "linalg.tensordot", "vecdot", "linalg.vecdot"})
+_REDUCE = frozenset(
+    {"sum", "prod", "mean", "max", "min", "std", "var", "argmax", "argmin", "all", "any",
+     "cumulative_sum", "cumulative_prod", "linalg.vector_norm", "linalg.matrix_norm"}
+)
+_FFT = frozenset(
+    {"fft.fft", "fft.ifft", "fft.fftn", "fft.ifftn", "fft.rfft", "fft.irfft", "fft.rfftn", "fft.irfftn",
+     "fft.hfft", "fft.ihfft"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What identifies a kernel call for history: operation, dtypes, shapes, keywords.
+
+    ``flops`` and ``nbytes`` come from the analytic model (``modelled`` says whether a
+    model for the operation exists; without one ``nbytes`` counts the arguments only).
+    """
+
+    op: str
+    dtypes: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    keywords: str
+    flops: float
+    nbytes: float
+    modelled: bool
+
+    @property
+    def key(self) -> str:
+        """The history key: ``op|dtypes|shapes|keywords``."""
+        shapes = ";".join("x".join(map(str, s)) for s in self.shapes)
+        return f"{self.op}|{','.join(self.dtypes)}|{shapes}|{self.keywords}"
+
+    @property
+    def group(self) -> str:
+        """The regression group: ``op|dtypes`` (sizes vary within it)."""
+        return f"{self.op}|{','.join(self.dtypes)}"
+
+    @property
+    def work(self) -> float:
+        """The regression variable: flops, or bytes for kernels without flops."""
+        return self.flops if self.flops > 0 else self.nbytes
+
+
+_names: dict[Any, str] = {}
+
+
+def op_name(fn: Callable[..., Any]) -> str:
+    """The operation name of *fn*: ``matmul``, ``fft.fft``, or ``module.qualname`` for user code."""
+    try:
+        return _names[fn]
+    except (KeyError, TypeError):
+        pass
+    mod = getattr(fn, "__module__", None) or ""
+    qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    if mod.startswith("hpcai"):
+        sub = mod.split(".")[1] if "." in mod else ""
+        name = f"{sub}.{qual}" if sub in ("fft", "linalg", "special") else qual
+    else:
+        name = f"{mod}.{qual}" if mod else qual
+    try:
+        _names[fn] = name
+    except TypeError:
+        pass
+    return name
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _analytic(op: str, arrays: Sequence[Array], itemsizes: Sequence[int]) -> tuple[float, float, bool]:
+    """(flops, bytes, modelled) of *op* on *arrays* from a first-order model."""
+    shapes = [a.shape for a in arrays]
+    inb = float(sum(_size(s) * i for s, i in zip(shapes, itemsizes)))
+    if not arrays:
+        return 0.0, 0.0, False
+    isz = max(itemsizes)
+    if op in _MATMUL and len(shapes) >= 2:
+        a, b = shapes[0], shapes[1]
+        if op.endswith("vecdot"):
+            n = max(_size(a), _size(b))
+            return 2.0 * n, inb + n / max(a[-1] if a else 1, 1) * isz, True
+        if len(a) >= 2 and len(b) >= 2:
+            m, k, n = a[-2], a[-1], b[-1]
+            batch = max(_size(a[:-2]), _size(b[:-2]), 1)
+            return 2.0 * batch * m * n * k, inb + batch * m * n * isz, True
+        if len(a) >= 1 and len(b) >= 1:
+            n = max(_size(a), _size(b))
+            return 2.0 * n, inb + n * isz, True
+    if op in _FFT:
+        n = _size(shapes[0])
+        last = shapes[0][-1] if shapes[0] else 1
+        f = 5.0 * n * math.log2(max(last, 2))
+        if "rfft" in op or "hfft" in op:
+            f *= 0.5
+        return f, 2.0 * inb, True
+    if op in _REDUCE:
+        return float(_size(shapes[0])), inb, True
+    if op.startswith(("hpcai.", "fft.", "linalg.", "special.")) or "." not in op:
+        # an elementwise namespace function: one flop per output element
+        n = max(_size(s) for s in shapes)
+        return float(n), inb + n * isz, True
+    return 0.0, inb, False
+
+
+def footprint(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Footprint:
+    """The :class:`Footprint` of ``fn(*args, **kwargs)`` (no array is read)."""
+    op = op_name(fn)
+    arrays = [a for a in args if isinstance(a, Array)]
+    arrays += [v for v in kwargs.values() if isinstance(v, Array)]
+    dts = [a._data.dtype for a in arrays]
+    kw = ",".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()) if not isinstance(v, Array)) if kwargs else ""
+    flops, nbytes, modelled = _analytic(op, arrays, [d.itemsize for d in dts])
+    return Footprint(
+        op,
+        tuple(d.name for d in dts),
+        tuple(tuple(a.shape) for a in arrays),  # type: ignore[arg-type]
+        kw,
+        flops,
+        nbytes,
+        modelled,
+    )
+
+
+def synchronize(obj: Any) -> None:
+    """Wait until the arrays in *obj* (an Array, or a tuple/list of them) are computed.
+
+    JAX dispatches asynchronously (``block_until_ready``); CuPy runs on streams
+    (the device is synchronised). NumPy and emulated arrays are ready already.
+    """
+    if isinstance(obj, (tuple, list)):
+        for o in obj:
+            synchronize(o)
+        return
+    if not isinstance(obj, Array):
+        return
+    native = obj._data
+    ready = getattr(native, "block_until_ready", None)
+    if ready is not None:
+        ready()
+    elif obj._device.spec.backend == "cupy":
+        import cupy  # the device is a CuPy device: cupy is importable
+
+        cupy.cuda.Device(obj._device.spec.index).synchronize()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One recorded kernel call.
+
+    ``seconds`` is the wall time (synchronised) on real devices and the modelled time on
+    emulated ones; ``basis`` says which (``"measured"`` or ``"modelled"``).
+    """
+
+    op: str
+    key: str
+    device: str
+    seconds: float
+    basis: str
+    flops: float
+    nbytes: float
+    moved_bytes: int
+    move_seconds: float
+    outlier: bool = False
+
+
+@dataclass
+class Recorder:
+    """What one ``xp.record()`` block recorded (see :func:`record`)."""
+
+    history: bool = True
+    samples: list[Sample] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Samples and context as plain data (JSON-ready)."""
+        return {"context": self.context, "samples": [asdict(s) for s in self.samples], "history_files": self.files}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_dict` as JSON to *path*."""
+        p = Path(path)
+        p.write_text(json.dumps(self.to_dict(), indent=1))
+        return p
+
+    def table(self) -> str:
+        """The samples as a table people can read."""
+        from ._advisor import format_table
+
+        rows = [("op", "device", "ms", "basis", "moved bytes", "move ms", "outlier")]
+        for s in self.samples:
+            rows.append(
+                (s.op, s.device, f"{s.seconds * 1e3:.3f}", s.basis, f"{s.moved_bytes:,}",
+                 f"{s.move_seconds * 1e3:.3f}", "yes" if s.outlier else "")
+            )
+        return format_table(rows)
+
+    def _add(self, s: Sample) -> None:
+        self.samples.append(s)
+
+
+_active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("hpcai_record", default=None)
+
+
+def current() -> Recorder | None:
+    """The innermost open recorder (``None`` when recording is off)."""
+    return _active.get()
+
+
+def _blas_threads() -> int | None:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    n = [int(i.get("num_threads", 0)) for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(n) if n else None
+
+
+def host_context() -> dict[str, Any]:
+    """Host conditions of a measurement: BLAS threads, load average, CPUs."""
+    try:
+        load: float | None = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {"blas_threads": _blas_threads(), "load_1min": load, "cpus": os.cpu_count(), "time": time.time()}
+
+
+@contextmanager
+def record(*, history: bool = True) -> Iterator[Recorder]:
+    """Record every ``xp.run`` inside the block; with ``history=True`` also learn from it.
+
+    >>> import hpcai as xp
+    >>> with xp.record(history=False) as rec:
+    ...     _ = xp.run(xp.add, xp.ones(3), xp.ones(3), device="numpy:cpu")
+    >>> rec.samples[0].op, rec.samples[0].device, rec.samples[0].basis
+    ('add', 'numpy:cpu', 'measured')
+    """
+    if not isinstance(history, bool):
+        raise InvalidArgumentError(f"record(history=...): expected True or False, got {history!r}")
+    rec = Recorder(history=history, context=host_context())
+    token = _active.set(rec)
+    try:
+        yield rec
+    finally:
+        _active.reset(token)
+        if history:
+            from ._history import store
+
+            rec.files = [str(p) for p in store().flush()]
+
+
+def note(
+    rec: Recorder,
+    fp: Footprint,
+    device: Device,
+    seconds: float,
+    modelled: float | None,
+    moved: int,
+    move_seconds: float,
+    transfers: Sequence[Any],
+) -> None:
+    """Add one kernel call to *rec* (and to the history when the recorder keeps it)."""
+    outlier = False
+    emulated = device.spec.backend == "emulated"
+    if rec.history:
+        from ._history import store
+
+        st = store()
+        if not emulated:  # an emulated device's wall time is the host's: never history
+            outlier = st.add_kernel(device.spec.name, fp.key, seconds, fp.flops, fp.nbytes)
+        for t in transfers:
+            if "emulated" not in (t.source.split(":", 1)[0], t.destination.split(":", 1)[0]):
+                st.add_transfer(t.source, t.destination, t.nbytes, t.wall_seconds)
+    rec._add(
+        Sample(
+            fp.op,
+            fp.key,
+            device.spec.name,
+            modelled if emulated and modelled is not None else seconds,
+            "modelled" if emulated else "measured",
+            fp.flops,
+            fp.nbytes,
+            moved,
+            move_seconds,
+            outlier,
+        )
+    )
