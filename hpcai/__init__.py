@@ -41,6 +41,8 @@ from ._linalg_functions import *
 from ._linalg_functions import __all__ as _linalg_fn_all
 from ._manipulation_functions import *
 from ._manipulation_functions import __all__ as _manipulation_all
+from ._nan_functions import *
+from ._nan_functions import __all__ as _nan_all
 from ._searching_functions import *
 from ._searching_functions import __all__ as _searching_all
 from ._set_functions import *
@@ -99,6 +101,7 @@ __all__ = sorted(
         *_info_all,
         *_linalg_fn_all,
         *_manipulation_all,
+        *_nan_all,
         *_searching_all,
         *_set_all,
         *_sorting_all,

@@ -106,6 +106,18 @@ def _foreign(fname: str, obj: object, device: Device) -> ForeignArrayError:
     )
 
 
+def _host_index(key: np.ndarray, device: Device) -> Any:
+    """A NumPy integer or boolean index array, created on *device* as ``xp.asarray(key, device=...)`` would.
+
+    Index positions are host values like the ints of a basic index (xarray's ``isel``,
+    ``groupby`` and ``interp`` index with them); they carry no tags, so creating them on the
+    indexed array's device is a creation, not a movement of data.
+    """
+    if device.is_host:
+        return key
+    return device._backend.from_host(key, device, copy=True)
+
+
 _INT64_MAX = 2**63 - 1
 
 
@@ -559,6 +571,8 @@ class Array:
             return int(key), None
         if hasattr(key, "__index__") and not hasattr(key, "__array_namespace__"):
             return operator.index(key), None
+        if kc is np.ndarray and key.dtype.kind in "iub":
+            return _host_index(key, self._device), None
         if hasattr(key, "__array_namespace__") or hasattr(key, "__array__"):
             raise _foreign(fname, key, self._device)
         raise ArrayIndexError(

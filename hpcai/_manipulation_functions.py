@@ -25,6 +25,7 @@ __all__ = [
     "expand_dims",
     "flip",
     "moveaxis",
+    "pad",
     "permute_dims",
     "repeat",
     "reshape",
@@ -198,6 +199,60 @@ def moveaxis(x: Array, source: int | tuple[int, ...], destination: int | tuple[i
             f"xp.moveaxis: source {source!r} and destination {destination!r} must name as many axes"
         )
     return _apply("moveaxis", x, src, dst)
+
+
+_PAD_MODES = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum", "reflect", "symmetric", "wrap", "empty")
+_PAD_OPTIONS = ("constant_values", "end_values", "stat_length", "reflect_type")
+
+
+def _pad_scalars(name: str, v: Any) -> Any:
+    """A pad option as Python scalars (nested tuples kept); arrays of any kind are refused."""
+    if isinstance(v, (tuple, list)):
+        return tuple(_pad_scalars(name, e) for e in v)
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (bool, int, float, complex, str)):
+        return v
+    raise DTypeError(
+        f"xp.pad: {name} must be a Python scalar or a tuple of them, got {type(v).__name__}; "
+        "for a value held in an array convert it explicitly with float(...)"
+    )
+
+
+def pad(
+    x: Array,
+    /,
+    pad_width: int | tuple[int, int] | Sequence[tuple[int, int]],
+    mode: str = "constant",
+    **kwargs: Any,
+) -> Array:
+    """Pad *x* with *pad_width* elements before/after each axis (an extension; NumPy's ``pad``).
+
+    *pad_width* is an int, a ``(before, after)`` pair, or one pair per axis; *mode* is one of
+    NumPy's (``"constant"`` with ``constant_values=``, ``"edge"``, ``"reflect"``, ``"wrap"``,
+    ...), computed by the device's own namespace. xarray's ``rolling`` and ``pad`` use it.
+
+    >>> import hpcai as xp
+    >>> xp.pad(xp.asarray([1, 2]), (1, 2), constant_values=9)
+    Array([9, 1, 2, 9, 9], dtype=int64, device='numpy:cpu')
+    """
+    x = as_array("pad", x)
+    if mode not in _PAD_MODES:
+        raise InvalidArgumentError(f"xp.pad: mode must be one of {', '.join(_PAD_MODES)}; got {mode!r}")
+    unknown = sorted(set(kwargs) - set(_PAD_OPTIONS))
+    if unknown:
+        raise InvalidArgumentError(f"xp.pad: unexpected option(s) {', '.join(unknown)}; valid: {', '.join(_PAD_OPTIONS)}")
+    if isinstance(pad_width, (tuple, list)):
+        widths: Any = tuple(
+            _ints("pad", "pad_width", w) if isinstance(w, (tuple, list)) else _int("pad", "pad_width", w) for w in pad_width
+        )
+    else:
+        widths = _int("pad", "pad_width", pad_width)
+    flat = [w for p in (widths if isinstance(widths, tuple) else (widths,)) for w in (p if isinstance(p, tuple) else (p,))]
+    if any(w < 0 for w in flat):
+        raise InvalidArgumentError(f"xp.pad: pad_width must be non-negative, got {pad_width!r}")
+    options = {k: _pad_scalars(k, v) for k, v in kwargs.items() if v is not None}
+    return _apply("pad", x, widths, mode=mode, **options)
 
 
 def permute_dims(x: Array, /, axes: tuple[int, ...]) -> Array:
