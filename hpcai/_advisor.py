@@ -25,13 +25,14 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _config, _record, _tags
+from ._history import store
 from ._array import Array
 from ._device import Device, DeviceLike, all_devices, resolve_device
 from ._transfer import transfers
+from .residency import current_policy
 from .errors import InvalidArgumentError, PlacementError, ResidencyError
 
 __all__ = ["OBJECTIVES", "Advice", "Row", "advise", "format_table", "run"]
@@ -62,6 +63,7 @@ class _Dev:
         "flops",
         "g_per_j",
         "grams_basis",
+        "joules_basis",
         "kind",
         "launch",
         "name",
@@ -98,6 +100,7 @@ class _Dev:
         p = power(dev)
         self.watts = p.watts
         self.power_basis = p.basis
+        self.joules_basis = f"modelled: {p.watts:g} W ({p.basis}) × predicted seconds"
         inten = carbon_intensity(dev)
         self.g_per_j = None if inten.g_per_kwh is None else inten.g_per_kwh * inten.pue / 3.6e6
         self.grams_basis = inten.basis
@@ -122,8 +125,7 @@ def _dev_info(dev: Device) -> _Dev:
 # --------------------------------------------------------------------------------------------
 # the advice
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One device in an :class:`Advice`: allowed with predictions, or excluded with the reason."""
 
     device: str
@@ -198,7 +200,7 @@ class Advice:
             "bytes": self.footprint.nbytes,
             "objective": self.objective,
             "choice": self.rows[0].device if self.rows and self.rows[0].allowed else None,
-            "rows": [asdict(r) for r in self.rows],
+            "rows": [r._asdict() for r in self.rows],
         }
 
     def table(self) -> str:
@@ -297,31 +299,56 @@ def _roofline(info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[fl
     return t, info.roof_basis
 
 
-def _compute(info: _Dev, fp: _record.Footprint, emulate_fp64: bool, now: float, stale_after: float) -> tuple[float, str, bool]:
-    """Predicted compute seconds on a device, the basis, and whether to re-measure it."""
+def _compute_uncached(info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[float, str, Any]:
     if info.emulated or emulate_fp64:
         t, basis = _roofline(info, fp, emulate_fp64)
-        return t, ("modelled, " + basis + "; emulated device: its wall time is the host's") if info.emulated else basis, False
-    from ._history import store
-
+        return t, ("modelled, " + basis + "; emulated device: its wall time is the host's") if info.emulated else basis, None
     h = store().device(info.name)
     e = h.entries.get(fp.key)
     if e is not None and e.samples:
-        stale = e.stale(now, stale_after)
-        return e.median, f"history ({len(e.samples)} recent samples: median, spread {e.spread * 1e3:.3g} ms)", stale
+        return e.median, f"history ({len(e.samples)} recent samples: median, spread {e.spread * 1e3:.3g} ms)", e
     if h.entries:
         fit = h.fit(fp.group)
         if fit is not None:
             t_fit = fit.predict(fp.work)
             if t_fit is not None:
-                return t_fit, f"regression over {fit.points} sizes of {fp.group} (inside its fitted range)", False
+                return t_fit, f"regression over {fit.points} sizes of {fp.group} (inside its fitted range)", None
     t, basis = _roofline(info, fp, False)
-    return t, basis + "; no history for this footprint", False
+    return t, basis + "; no history for this footprint", None
 
 
-def _transfer(src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]) -> tuple[float, str]:
-    from ._history import store
+#: Predictions derived from the history and the configuration, dropped whenever either changes.
+_cache: dict[Any, Any] = {}
+_cache_tag: list[Any] = [None]
 
+
+def _cached() -> dict[Any, Any]:
+    st = store()
+    tag = (id(st), st.version, id(_config.get_config()))
+    if _cache_tag[0] != tag:
+        _cache.clear()
+        _cache_tag[0] = tag
+    return _cache
+
+
+def _compute(cache: dict[Any, Any], info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[float, str, Any]:
+    """Predicted compute seconds on a device, the basis, and the history entry it came from."""
+    key = (info.name, fp.key, emulate_fp64)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = _compute_uncached(info, fp, emulate_fp64)
+    return hit  # type: ignore[no-any-return]
+
+
+def _transfer(cache: dict[Any, Any], src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]) -> tuple[float, str]:
+    key = (src.spec.name, dst.name, nbytes)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = _transfer_uncached(src, dst, nbytes, adv)
+    return hit  # type: ignore[no-any-return]
+
+
+def _transfer_uncached(src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]) -> tuple[float, str]:
     if not (dst.emulated or src.spec.backend == "emulated"):
         t = store().device(dst.name).transfers.get(src.spec.name)
         if t is not None:
@@ -343,14 +370,34 @@ def _arrays(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Array]:
     return out
 
 
+_resolved: dict[tuple[Any, ...], list[Device]] = {}
+
+
 def _candidates(devices: Iterable[DeviceLike] | None) -> list[Device]:
+    """The candidate devices, as a list whose identity is stable for equal requests (memo keys)."""
     if devices is None:
-        return all_devices()
+        key0: tuple[Any, ...] = (id(_devs.get()), None)
+        hit0 = _resolved.get(key0)
+        if hit0 is None:
+            hit0 = _resolved[key0] = all_devices()
+        return hit0
+    if isinstance(devices, (list, tuple)):
+        key = (id(_devs.get()), *devices)
+        try:
+            hit = _resolved.get(key)
+        except TypeError:
+            hit = None
+        if hit is not None:
+            return hit
     if isinstance(devices, (str, Device)):
         raise InvalidArgumentError(f"advise(devices=...): expected a list of devices, got the single device {devices!r}")
     out = [resolve_device(d) for d in devices]
     if not out:
         raise InvalidArgumentError("advise(devices=[]): give at least one candidate device (or None for all)")
+    if isinstance(devices, (list, tuple)) and all(isinstance(d, (str, Device)) for d in devices):
+        if len(_resolved) > 256:
+            _resolved.clear()
+        _resolved[(id(_devs.get()), *devices)] = out
     return out
 
 
@@ -365,19 +412,18 @@ def _advise(
         raise InvalidArgumentError(f"advise(objective=...): expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if not callable(fn):
         raise InvalidArgumentError(f"advise(fn, ...): expected a callable, got {type(fn).__name__} {fn!r}")
-    from .residency import current_policy
-
     fp = _record.footprint(fn, args, kwargs)
     arrays = _arrays(args, kwargs)
     tags = _tags.union_all(a._tags for a in arrays) if arrays else None
     pol = current_policy()
     check_policy = bool(pol.rules) and (tags is not None or pol.untagged_covered)
     # where the data is: bytes per source device; the holder has the most
-    where: dict[Device, int] = {}
+    where: dict[str, int] = {}
     sizes: list[tuple[Device, int]] = []
     for a in arrays:
         nb = int(a._data.nbytes)
-        where[a._device] = where.get(a._device, 0) + nb
+        name = a._device.spec.name
+        where[name] = where.get(name, 0) + nb
         sizes.append((a._device, nb))
     holder = max(where, key=where.__getitem__) if where else None
     in_bytes = sum(where.values())
@@ -385,9 +431,23 @@ def _advise(
     adv = _config.get_config().section("advisor")
     stale_after = float(adv.get("stale_after", 600.0))
     now = time.time()
+    cache = _cached()
+    cands = _candidates(devices)
+    # The whole advice is memoised (dropped when the history or configuration changes); a hit
+    # is re-checked for what changes without either: free memory and re-measure flags.
+    mkey = (fp.key, objective, tags, id(cands), tuple([(d.spec.name, nb) for d, nb in sizes]))
+    memo = cache.get(mkey)
+    if memo is not None:
+        rows, mem_checks, stale_checks = memo
+        if all((need > d.spec.memory - d._backend.memory_used(d)) is was for d, need, was in mem_checks) and all(
+            e.stale(now, stale_after) is flag for e, flag in stale_checks
+        ):
+            return Advice(fp, objective, list(rows))
+    mem_checks = []
+    stale_checks = []
     allowed: list[Row] = []
     excluded: list[Row] = []
-    for dev in _candidates(devices):
+    for dev in cands:
         info = _dev_info(dev)
         spec = dev.spec
         reason = rule = None
@@ -405,26 +465,32 @@ def _advise(
                         hint = ' (set precision = "emulate" for it to run float64 through the Ozaki scheme)' if dt in _FP64 else ""
                         reason = f"no native {dt}; precision = {spec.precision!r}{hint}"
                         break
-        incoming = in_bytes - where.get(dev, 0)
+        incoming = in_bytes - where.get(spec.name, 0)
         if reason is None and spec.memory is not None:
             used = 0
             if info.emulated:
                 used = dev._backend.memory_used(dev)
+            if info.emulated:
+                mem_checks.append((dev, incoming + out_bytes, incoming + out_bytes > spec.memory - used))
             if incoming + out_bytes > spec.memory - used:
                 reason = (f"capacity: needs {incoming + out_bytes:,} bytes, {spec.memory - used:,} of "
                           f"{spec.memory:,} free")
         if reason is not None:
             excluded.append(Row(spec.name, False, reason, rule, math.nan, "", math.nan, "", 0, math.nan, "",
-                                None, "", dev is holder, False, math.inf))
+                                None, "", spec.name == holder, False, math.inf))
             continue
-        comp, cbasis, stale = _compute(info, fp, emulate, now, stale_after)
+        comp, cbasis, entry = _compute(cache, info, fp, emulate)
+        stale = False
+        if entry is not None:
+            stale = entry.stale(now, stale_after)
+            stale_checks.append((entry, stale))
         tsec = 0.0
         tbasis = "none (data already there)"
         if incoming:
             bases: dict[str, None] = {}
             for src, nb in sizes:  # one move per array argument, as xp.run makes them
                 if src is not dev:
-                    sec, b = _transfer(src, info, nb, adv)
+                    sec, b = _transfer(cache, src, info, nb, adv)
                     tsec += sec
                     bases[f"{src}: {b}"] = None
             tbasis = "; ".join(bases)
@@ -433,8 +499,8 @@ def _advise(
         score = comp + tsec if objective == "time" else joules if objective == "energy" else (
             math.inf if grams is None else grams)
         allowed.append(Row(spec.name, True, None, None, comp, cbasis, tsec, tbasis, incoming, joules,
-                           f"modelled: {info.watts:g} W ({info.power_basis}) × predicted seconds", grams,
-                           info.grams_basis, dev is holder, stale, score))
+                           info.joules_basis, grams,
+                           info.grams_basis, spec.name == holder, stale, score))
     allowed.sort(key=lambda r: r.score)
     if allowed:
         best = allowed[0].score
@@ -446,7 +512,9 @@ def _advise(
                     if i:
                         allowed.insert(0, allowed.pop(i))
                     break
-    return Advice(fp, objective, allowed + excluded)
+    rows = allowed + excluded
+    cache[mkey] = (rows, mem_checks, stale_checks)
+    return Advice(fp, objective, list(rows))
 
 
 def advise(

@@ -366,6 +366,8 @@ class HistoryStore:
         self._mem: dict[str, DeviceHistory] = {}
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self._lock = threading.Lock()
+        #: Bumped on every change, so that predictions derived from the history can be cached.
+        self.version = 0
 
     def path(self, device: str) -> Path:
         """The history file of *device*."""
@@ -411,11 +413,13 @@ class HistoryStore:
                 h = self._mem.get(device)
                 if h is None:
                     h = self._mem[device] = self._read(device)
+                    self.version += 1
         return h
 
     def reload(self) -> None:
         """Forget what was read (pending samples are kept); files are read again on next use."""
         with self._lock:
+            self.version += 1
             self._mem.clear()
             for device, pending in self._pending.items():
                 h = self._mem[device] = self._read(device)
@@ -427,6 +431,7 @@ class HistoryStore:
         rec = ("k", key, seconds, flops, nbytes, when)
         h = self.device(device)
         with self._lock:
+            self.version += 1
             self._pending.setdefault(device, []).append(rec)
             return h.entry(key, _group_of(key), flops, nbytes).add(seconds, when)
 
@@ -434,6 +439,7 @@ class HistoryStore:
         """Record one measured move (kept in the destination's file)."""
         h = self.device(destination)
         with self._lock:
+            self.version += 1
             self._pending.setdefault(destination, []).append(("t", source, nbytes, seconds))
             h.transfers.setdefault(source, _Transfers()).add(nbytes, seconds)
 
@@ -459,6 +465,7 @@ class HistoryStore:
                         os.unlink(tmp)
                     raise
             with self._lock:
+                self.version += 1
                 self._mem[device] = h
                 later = self._pending.get(device)
                 if later:

@@ -46,32 +46,40 @@ _FFT = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
 class Footprint:
     """What identifies a kernel call for history: operation, dtypes, shapes, keywords.
 
     ``flops`` and ``nbytes`` come from the analytic model (``modelled`` says whether a
     model for the operation exists; without one ``nbytes`` counts the arguments only).
+    ``key`` (``op|dtypes|shapes|keywords``) names its history entry, ``group``
+    (``op|dtypes``) the regression over sizes.
     """
 
-    op: str
-    dtypes: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-    keywords: str
-    flops: float
-    nbytes: float
-    modelled: bool
+    __slots__ = ("dtypes", "flops", "group", "key", "keywords", "modelled", "nbytes", "op", "shapes")
 
-    @property
-    def key(self) -> str:
-        """The history key: ``op|dtypes|shapes|keywords``."""
-        shapes = ";".join("x".join(map(str, s)) for s in self.shapes)
-        return f"{self.op}|{','.join(self.dtypes)}|{shapes}|{self.keywords}"
+    def __init__(
+        self,
+        op: str,
+        dtypes: tuple[str, ...],
+        shapes: tuple[tuple[int, ...], ...],
+        keywords: str,
+        flops: float,
+        nbytes: float,
+        modelled: bool,
+    ) -> None:
+        self.op = op
+        self.dtypes = dtypes
+        self.shapes = shapes
+        self.keywords = keywords
+        self.flops = flops
+        self.nbytes = nbytes
+        self.modelled = modelled
+        self.group = f"{op}|{','.join(dtypes)}"
+        shp = ";".join("x".join(map(str, sh)) for sh in shapes)
+        self.key = f"{self.group}|{shp}|{keywords}"
 
-    @property
-    def group(self) -> str:
-        """The regression group: ``op|dtypes`` (sizes vary within it)."""
-        return f"{self.op}|{','.join(self.dtypes)}"
+    def __repr__(self) -> str:
+        return f"Footprint({self.key!r}, flops={self.flops:g}, bytes={self.nbytes:g})"
 
     @property
     def work(self) -> float:
@@ -80,6 +88,7 @@ class Footprint:
 
 
 _names: dict[Any, str] = {}
+_dtype_names: dict[Any, str] = {}
 
 
 def op_name(fn: Callable[..., Any]) -> str:
@@ -150,17 +159,26 @@ def footprint(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, 
     arrays = [a for a in args if isinstance(a, Array)]
     arrays += [v for v in kwargs.values() if isinstance(v, Array)]
     dts = [a._data.dtype for a in arrays]
+    names = []
+    for d in dts:
+        n = _dtype_names.get(d)
+        if n is None:
+            n = _dtype_names[d] = d.name
+        names.append(n)
     kw = ",".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()) if not isinstance(v, Array)) if kwargs else ""
-    flops, nbytes, modelled = _analytic(op, arrays, [d.itemsize for d in dts])
-    return Footprint(
-        op,
-        tuple(d.name for d in dts),
-        tuple(tuple(a.shape) for a in arrays),  # type: ignore[arg-type]
-        kw,
-        flops,
-        nbytes,
-        modelled,
-    )
+    shapes = tuple([a._data.shape for a in arrays])
+    ck = (op, tuple(names), shapes, kw)
+    fp = _fps.get(ck)
+    if fp is None:
+        flops, nbytes, modelled = _analytic(op, arrays, [d.itemsize for d in dts])
+        if len(_fps) > 4096:
+            _fps.clear()
+        fp = _fps[ck] = Footprint(op, ck[1], tuple(tuple(int(n) for n in sh) for sh in shapes), kw, flops, nbytes, modelled)
+    return fp
+
+
+#: Footprints by (op, dtypes, shapes, keywords): the analytic model runs once per footprint.
+_fps: dict[tuple[Any, ...], Footprint] = {}
 
 
 def synchronize(obj: Any) -> None:
