@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from . import _config, _record, _tags
-from ._history import store
 from ._array import Array
 from ._device import Device, DeviceLike, all_devices, resolve_device
+from ._history import store
 from ._transfer import transfers
-from .residency import current_policy
 from .errors import InvalidArgumentError, PlacementError, ResidencyError
+from .residency import current_policy
 
 __all__ = ["OBJECTIVES", "Advice", "Row", "advise", "format_table", "run"]
 

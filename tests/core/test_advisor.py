@@ -1,0 +1,348 @@
+"""The placement advisor (issue 14): history, advice within the policy, xp.run(device="auto")."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import hpcai as xp
+from hpcai import _history
+from hpcai._history import Entry, HistoryStore, HistoryWarning
+from hpcai.errors import ConfigError, InvalidArgumentError, ResidencyError
+
+
+@pytest.fixture(autouse=True)
+def _history_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """History and audit records of each test go to its own directory."""
+    d = tmp_path / "history"
+    monkeypatch.setenv("HPCAI_HISTORY_DIR", str(d))
+    monkeypatch.setenv("HPCAI_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    return d
+
+
+POLICY = """
+[site]
+country = "DE"
+
+[devices."jax:cpu:1"]
+attributes = { country = "US" }
+
+[devices."emulated:1"]
+attributes = { country = "US" }
+
+[groups]
+eu = ["DE", "FR"]
+
+[[policy.rules]]
+name = "gdpr-personal"
+match = "classification=personal"
+compute = "country=@eu"
+effect = "deny"
+"""
+
+
+def _fast_history(device: str, fn, *args, seconds: float, n: int = 8) -> None:
+    """Make *device* look very fast for fn(*args) in the history."""
+    fp = xp._record.footprint(fn, args, {})
+    st = _history.store()
+    for _ in range(n):
+        st.add_kernel(device, fp.key, seconds, fp.flops, fp.nbytes)
+
+
+# ============================================================================================
+# statistics
+# ============================================================================================
+def test_ten_fast_samples_and_one_slow_predict_the_fast_time() -> None:
+    e = Entry()
+    for _ in range(10):
+        e.add(1e-3)
+    assert e.add(100e-3) is True  # counted as an outlier ...
+    assert e.outliers == 1
+    assert e.median == pytest.approx(1e-3, rel=0.05)  # ... not averaged in
+    assert not e.remeasure
+
+
+def test_a_run_of_slow_samples_triggers_remeasurement() -> None:
+    e = Entry()
+    for _ in range(10):
+        e.add(1e-3)
+    for _ in range(3):
+        e.add(50e-3)
+    assert e.remeasure and e.remeasures == 1
+    assert e.median == pytest.approx(50e-3)  # the old regime is no longer trusted
+    for _ in range(5):
+        e.add(50e-3)
+    assert not e.remeasure  # confirmed by enough new samples
+
+
+def test_a_slowed_down_entry_is_remeasured_after_a_while_so_a_device_is_never_starved() -> None:
+    e = Entry()
+    for _ in range(8):
+        e.add(1e-3, when=0.0)
+    for _ in range(8):  # a slow spell, long enough to become the trusted median
+        e.add(10e-3, when=0.0)
+    assert not e.stale(now=1.0, stale_after=600)
+    assert e.stale(now=1000.0, stale_after=600)  # not sampled for a while and 10x its best
+
+
+def test_run_auto_remeasures_a_flagged_device(tmp_path: Path) -> None:
+    a = xp.ones((32, 32))
+    _fast_history("numpy:cpu", xp.matmul, a, a, seconds=1e-6)
+    _fast_history("jax:cpu:0", xp.matmul, a, a, seconds=1.0)
+    fp = xp._record.footprint(xp.matmul, (a, a), {})
+    st = _history.store()
+    st.device("jax:cpu:0").entries[fp.key].remeasure = True
+    st.version += 1
+    devs = ["numpy:cpu", "jax:cpu:0"]
+    adv = xp.advise(xp.matmul, a, a, devices=devs)
+    assert adv.choice == "numpy:cpu" and adv.row("jax:cpu:0").remeasure
+    with xp.record() as rec:
+        xp.run(xp.matmul, a, a, device="auto", devices=devs)
+    assert rec.samples[0].device == "jax:cpu:0"  # re-measured rather than trusted forever
+
+
+def test_regression_is_used_only_inside_its_fitted_range() -> None:
+    st = _history.store()
+    for n in (64, 128, 256):
+        a = xp.ones((n, n))
+        fp = xp._record.footprint(xp.matmul, (a, a), {})
+        for _ in range(3):
+            st.add_kernel("numpy:cpu", fp.key, 1e-9 * n**3, fp.flops, fp.nbytes)
+    inside = xp.ones((100, 100))
+    r = xp.advise(xp.matmul, inside, inside, devices=["numpy:cpu"]).rows[0]
+    assert r.compute_basis.startswith("regression")
+    assert r.compute_seconds == pytest.approx(1e-9 * 100**3, rel=0.05)
+    outside = xp.ones((512, 512))
+    r = xp.advise(xp.matmul, outside, outside, devices=["numpy:cpu"]).rows[0]
+    assert r.compute_basis.startswith("roofline")
+
+
+# ============================================================================================
+# history files
+# ============================================================================================
+_WRITER = """
+import sys
+from pathlib import Path
+from hpcai._history import HistoryStore
+st = HistoryStore(Path(sys.argv[1]), host="h")
+for i in range(int(sys.argv[2])):
+    st.add_kernel("numpy:cpu", "k|float64|8|", 1e-3, 1.0, 8.0)
+    if i % 5 == 4:
+        st.flush()
+st.flush()
+"""
+
+
+def test_history_survives_across_processes_and_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    d = tmp_path / "h"
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(d), "20"]) for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    st = HistoryStore(d, host="h")  # a new reader: what the other processes wrote
+    e = st.device("numpy:cpu").entries["k|float64|8|"]
+    assert e.n == 80 and e.median == pytest.approx(1e-3)
+    doc = json.loads(st.path("numpy:cpu").read_text())
+    assert doc["format"] == "hpcai-history" and doc["version"] == _history.VERSION and doc["host"] == "h"
+    assert not list(st.path("numpy:cpu").parent.glob("*.tmp"))  # atomic: no leftovers
+
+
+def test_a_corrupt_history_file_is_set_aside_with_a_warning(tmp_path: Path) -> None:
+    st = HistoryStore(tmp_path, host="h")
+    p = st.path("numpy:cpu")
+    p.parent.mkdir(parents=True)
+    p.write_text('{"format": "hpcai-history", "version": 1, "kernels": {"k": {"samp')
+    with pytest.warns(HistoryWarning, match="corrupt"):
+        h = st.device("numpy:cpu")
+    assert h.entries == {}
+    assert list(p.parent.glob("numpy_cpu.json.corrupt-*"))
+    st.add_kernel("numpy:cpu", "k|float64||", 2e-3, 0.0, 8.0)
+    st.flush()
+    assert json.loads(p.read_text())["kernels"]["k|float64||"]["samples"] == [2e-3]
+
+
+def test_a_history_file_of_another_version_is_left_alone(tmp_path: Path) -> None:
+    st = HistoryStore(tmp_path, host="h")
+    p = st.path("numpy:cpu")
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"format": "hpcai-history", "version": 99, "kernels": {}}))
+    with pytest.warns(HistoryWarning, match="version 99"):
+        assert st.device("numpy:cpu").entries == {}
+    assert json.loads(p.read_text())["version"] == 99
+
+
+def test_history_dir_from_config_and_environment(tmp_path: Path, config, monkeypatch) -> None:
+    monkeypatch.delenv("HPCAI_HISTORY_DIR")
+    config(f'[advisor]\nhistory_dir = "{tmp_path / "cfg"}"\n')
+    assert _history.history_dir() == tmp_path / "cfg"
+    monkeypatch.setenv("HPCAI_HISTORY_DIR", str(tmp_path / "env"))
+    assert _history.history_dir() == tmp_path / "env"
+    with pytest.raises(ConfigError, match="advisor.stale_after"):
+        config("[advisor]\nstale_after = -1\n")
+
+
+def test_recording_feeds_history_and_emulated_devices_are_modelled(_history_in_tmp: Path) -> None:
+    a = xp.ones((64, 64))
+    with xp.record() as rec:
+        xp.run(xp.matmul, a, a, device="numpy:cpu")
+        xp.run(xp.matmul, a, a, device="emulated:0")
+        xp.run(xp.matmul, a, a, device="jax:cpu:0")
+    s_np, s_em, s_jax = rec.samples
+    assert (s_np.basis, s_em.basis, s_jax.basis) == ("measured", "modelled", "measured")
+    assert s_np.flops == 2 * 64**3 and s_jax.moved_bytes == 2 * a.size * 8
+    assert s_em.seconds < 1e-4  # the H100's roofline, not the host's wall time
+    assert rec.context["cpus"] >= 1 and "blas_threads" in rec.context
+    files = {Path(f).name for f in rec.files}
+    assert files == {"numpy_cpu.json", "jax_cpu_0.json"}  # no history for the emulated device
+    r = xp.advise(xp.matmul, a, a, devices=["numpy:cpu"]).rows[0]
+    assert r.compute_basis.startswith("history (1 recent")
+
+
+# ============================================================================================
+# advice within the policy
+# ============================================================================================
+def test_a_denied_device_is_never_chosen_and_is_listed_with_its_rule(config) -> None:
+    config(POLICY)
+    x = xp.tag(xp.ones((64, 64)), classification="personal")
+    _fast_history("jax:cpu:1", xp.matmul, x, x, seconds=1e-9)  # denied yet "fastest"
+    for objective in ("time", "energy", "co2"):
+        adv = xp.advise(xp.matmul, x, x, objective=objective)
+        denied = {r.device: r for r in adv.excluded if r.rule}
+        assert set(denied) == {"jax:cpu:1", "emulated:1"}
+        assert all(r.rule == "gdpr-personal" and "gdpr-personal" in (r.excluded or "") for r in denied.values())
+        assert adv.choice not in ("jax:cpu:1", "emulated:1")
+    for _ in range(5):
+        out = xp.run(xp.matmul, x, x, device="auto")
+        assert str(out.device) not in ("jax:cpu:1", "emulated:1")
+    with pytest.raises(ResidencyError, match="gdpr-personal"):
+        _ = xp.advise(xp.matmul, x, x, devices=["jax:cpu:1", "emulated:1"]).choice
+
+
+def test_precision_error_excludes_an_fp64_less_device_and_emulate_costs_ozaki(config) -> None:
+    a = xp.ones((512, 512))
+    config('[devices."emulated:2"]\npreset = "gaudi3"\nprecision = "error"\n')
+    adv = xp.advise(xp.matmul, a, a, devices=["emulated:2", "numpy:cpu"])
+    r = adv.row("emulated:2")
+    assert not r.allowed and "no native float64" in (r.excluded or "") and "emulate" in (r.excluded or "")
+    assert adv.choice == "numpy:cpu"
+    config('[devices."emulated:2"]\npreset = "gaudi3"\nprecision = "emulate"\n'
+           '[devices."emulated:3"]\npreset = "gaudi3"\n')
+    r = xp.advise(xp.matmul, a, a, devices=["emulated:2"]).rows[0]
+    assert r.allowed and "Ozaki" in r.compute_basis
+    f32 = xp.ones((512, 512), dtype=xp.float32, device="emulated:3")
+    r32 = xp.advise(xp.matmul, f32, f32, devices=["emulated:3"]).rows[0]
+    n = int(r.compute_basis.split(": ")[1].split()[0])  # products it will run
+    assert n >= 8 and r.compute_seconds > 0.5 * n * r32.compute_seconds
+
+
+def test_an_fr_device_half_as_fast_wins_on_co2_against_pl(config) -> None:
+    config(
+        """
+[devices."emulated:2"]
+preset = "h100"
+flops = { float32 = 33.5e12, float64 = 33.5e12 }
+memory_bandwidth = 1.675e12
+attributes = { country = "FR" }
+
+[devices."emulated:3"]
+preset = "h100"
+attributes = { country = "PL" }
+
+[energy.carbon]
+country = { FR = 56, PL = 662 }
+"""
+    )
+    a = xp.ones((2048, 2048), dtype=xp.float32)
+    devs = ["emulated:2", "emulated:3"]
+    fr = xp.advise(xp.matmul, a, a, devices=devs).row("emulated:2")
+    pl = xp.advise(xp.matmul, a, a, devices=devs).row("emulated:3")
+    assert fr.compute_seconds == pytest.approx(2 * pl.compute_seconds, rel=0.05)  # half as fast
+    assert xp.advise(xp.matmul, a, a, devices=devs, objective="time").choice == "emulated:3"
+    co2 = xp.advise(xp.matmul, a, a, devices=devs, objective="co2")
+    assert co2.choice == "emulated:2"
+    assert co2.rows[0].grams == pytest.approx(co2.rows[0].joules / 3.6e6 * 56)
+    assert '[energy.carbon.country] "FR"' in co2.rows[0].grams_basis
+
+
+def test_co2_without_a_configured_intensity_has_no_grams_and_says_so() -> None:
+    a = xp.ones((8, 8))
+    r = xp.advise(xp.matmul, a, a, devices=["numpy:cpu"], objective="co2").rows[0]
+    assert r.grams is None and "no world average" in r.grams_basis
+
+
+def test_ties_go_to_the_device_holding_the_data() -> None:
+    x = xp.ones((64, 64), device="jax:cpu:2")
+    devs = ["jax:cpu:0", "jax:cpu:1", "jax:cpu:2", "jax:cpu:3"]
+    for d in devs:  # identical compute times everywhere
+        _fast_history(d, xp.matmul, x, x, seconds=1e-3)
+    adv = xp.advise(xp.matmul, x, x, devices=devs)
+    assert adv.choice == "jax:cpu:2" and adv.rows[0].holds_data and adv.rows[0].transfer_seconds == 0
+
+
+def test_capacity_is_respected(config) -> None:
+    config('[devices."emulated:2"]\npreset = "h100"\nmemory = "1 MiB"\n')
+    big = xp.ones((512, 512))  # 2 MiB
+    r = xp.advise(xp.add, big, big, devices=["emulated:2", "numpy:cpu"]).row("emulated:2")
+    assert not r.allowed and (r.excluded or "").startswith("capacity")
+
+
+def test_run_moves_explicitly_and_logs_them() -> None:
+    a = xp.ones((16, 16))
+    with xp.transfers() as log:
+        out = xp.run(xp.matmul, a, a, device="jax:cpu:3")
+    assert str(out.device) == "jax:cpu:3" and len(log) == 2 and log[0].op == "to_device"
+    assert float(out[0, 0]) == 16.0
+
+
+def test_bad_input_is_named() -> None:
+    a = xp.ones(3)
+    with pytest.raises(InvalidArgumentError, match="objective"):
+        xp.advise(xp.sum, a, objective="speed")
+    with pytest.raises(InvalidArgumentError, match="callable"):
+        xp.advise(42, a)
+    with pytest.raises(InvalidArgumentError, match="single device"):
+        xp.advise(xp.sum, a, devices="numpy:cpu")
+
+
+def test_advice_table_dict_and_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    a = xp.ones((128, 128))
+    adv = xp.advise(xp.matmul, a, a, devices=["numpy:cpu", "jax:cpu:0", "emulated:0"])
+    text = adv.table()
+    assert "basis:" in text and "roofline" in text and "energy figures are modelled" in text
+    d = adv.to_dict()
+    assert d["choice"] == adv.rows[0].device and len(d["rows"]) == 3
+    fig = adv.plot(tmp_path / "advice.png")
+    assert (tmp_path / "advice.png").stat().st_size > 0
+    bars = [p for p in fig.axes[0].patches]
+    assert len(bars) == 6  # compute and transfer bars for three devices
+    assert math.isclose(sum(p.get_width() for p in fig.axes[1].patches), sum(r.joules for r in adv.rows))
+
+
+def test_advice_is_fast_enough() -> None:
+    """100 advise calls over 6 devices: the issue asks <= 1 ms (benchmarks/placement.py
+    measures it); asserted here with headroom for a loaded CI machine."""
+    import time
+
+    devs = ["numpy:cpu", "jax:cpu:0", "jax:cpu:1", "jax:cpu:2", "jax:cpu:3", "emulated:0"]
+    calls = []
+    for n in (16, 32, 64, 128, 256):
+        a = xp.ones((n, n))
+        calls += [(xp.matmul, (a, a)), (xp.add, (a, a)), (xp.sum, (a,)), (xp.multiply, (a, a))]
+    calls = (calls * 5)[:100]
+    for f, args in calls:
+        xp.advise(f, *args, devices=devs)
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for f, args in calls:
+            xp.advise(f, *args, devices=devs)
+        best = min(best, time.perf_counter() - t0)
+    assert best < 5e-3, best
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xp.advise(xp.matmul, xp.ones((3, 3)), xp.ones((3, 3)))  # no "not calibrated" warnings
