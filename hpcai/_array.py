@@ -700,6 +700,23 @@ class Array:
         dev = self._device
         return dev._backend.dlpack_device(dev)
 
+    # -- copying ------------------------------------------------------------------------------
+    def __copy__(self) -> Array:
+        """``copy.copy(x)``: a copy of the data on the same device, with the same tags (as NumPy's)."""
+        from ._creation_functions import asarray
+
+        return asarray(self, copy=True)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None, /) -> Array:
+        """``copy.deepcopy(x)``: a copy of the data on the same device, with the same tags.
+
+        Not an export: nothing leaves the device (xarray's ``copy(deep=True)``, alignment and
+        ``interp`` deep-copy their variables). Without it ``deepcopy`` would pickle.
+        """
+        from ._creation_functions import asarray
+
+        return asarray(self, copy=True)
+
     # -- pickling and repr ------------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle support: the data is copied to the host and restored onto the same device.

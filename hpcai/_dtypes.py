@@ -80,6 +80,20 @@ class DType:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("hpcai dtypes are immutable")
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes a DType lacks: NumPy-only ones (``type``, ``char``,
+        # ``str``, ...) that code written for NumPy dtypes reads. Still an AttributeError (so
+        # ``hasattr`` answers False), but one that says what to do instead.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"hpcai.{self._np.name} has no attribute {name!r}: hpcai dtypes are not NumPy dtypes, so code "
+            f"that needs NumPy's dtype.{name} cannot take hpcai arrays without exporting them. "
+            "To write an xarray Dataset of hpcai arrays (ds.to_zarr / to_netcdf need NumPy), use "
+            'hpcai.storage.save_dataset(ds, "hpcai://<endpoint>/<path>"), which stores the tags with each '
+            "variable; for other NumPy-only code move explicitly: x.to_device(\"numpy:cpu\") (see docs/xarray.md)"
+        )
+
     @property
     def dtype(self) -> np.dtype[Any]:
         """The NumPy dtype this type stands for (what ``numpy.dtype(self)`` returns)."""

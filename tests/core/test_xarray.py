@@ -1,0 +1,321 @@
+"""hpcai Arrays inside xarray (issue 13, item 4, without Dask).
+
+Every operation runs on ``numpy:cpu``, ``emulated:0`` and ``jax:cpu:0`` on tagged data, under
+``xp.transfers(forbid=True)`` (no movement) and a policy that audits every export of the
+tags: the result must be an hpcai Array on the same device with the same tags, nothing
+moved and nothing exported; its values must match xarray on NumPy. Operations that xarray
+can only do with NumPy dtypes must refuse without exporting anything.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import hpcai as xp
+
+xr = pytest.importorskip("xarray")
+pd = pytest.importorskip("pandas")
+
+TAGS = {"handling": frozenset({"internal"})}
+POLICY_RULES = [{"name": "internal-exports", "match": "handling=internal", "export": "false", "effect": "audit"}]
+
+
+def _devices() -> list[Any]:
+    out: list[Any] = ["numpy:cpu", "emulated:0"]
+    jax_ok = any(str(d) == "jax:cpu:0" for d in xp.all_devices())
+    out.append(pytest.param("jax:cpu:0", marks=pytest.mark.skipif(not jax_ok, reason="JAX is not installed")))
+    return out
+
+
+@pytest.fixture
+def audit_log(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "audit.jsonl"
+    xp.configure(data={"policy": {"rules": POLICY_RULES}, "audit": {"path": str(path)}})
+    yield path
+    xp.configure(data={})
+
+
+def _exports(path: Path) -> list[dict[str, Any]]:
+    return [r for r in xp.audit.read(path) if r.get("op") == "export"] if path.exists() else []
+
+
+def _data() -> np.ndarray:
+    data = np.arange(24.0).reshape(6, 4)
+    data[1, 2] = np.nan
+    data[4, 0] = np.nan
+    return data
+
+
+def _da(values: Any) -> Any:
+    time = pd.date_range("2000-01-01", periods=6, freq="12h")
+    return xr.DataArray(values, dims=("time", "x"), coords={"time": time, "x": np.arange(4.0)}, name="v")
+
+
+def _host(a: Any) -> np.ndarray:
+    """The values of a result (after the checks: this export is explicit and audited)."""
+    if a.__class__ is xp.Array:
+        return np.asarray(a.to_device("numpy:cpu"))
+    return np.asarray(a)
+
+
+#: Operations that keep the hpcai Array, its device and its tags.
+KEEPS: dict[str, Callable[[Any], Any]] = {
+    "arithmetic": lambda d: (d * 2 + d) / 3 - 1,
+    "arithmetic_broadcast": lambda d: d - d.isel(time=0),
+    "isel": lambda d: d.isel(time=slice(1, 4), x=[0, 2]),
+    "sel": lambda d: d.sel(x=1.0),
+    "sel_list": lambda d: d.sel(x=[0.0, 3.0]),
+    "xr_where": lambda d: xr.where(d > 3, d, d * 0),
+    "concat": lambda d: xr.concat([d, d.isel(time=slice(0, 2))], dim="time"),
+    "transpose": lambda d: d.T,
+    "stack": lambda d: d.stack(z=("time", "x")),
+    "diff": lambda d: d.diff("time"),
+    "clip": lambda d: d.clip(1, 5),
+    "isnull": lambda d: d.isnull(),
+    "count": lambda d: d.count("time"),
+    "sum": lambda d: d.sum(),
+    "sum_dim": lambda d: d.sum("time"),
+    "sum_noskip": lambda d: d.sum("time", skipna=False),
+    "mean": lambda d: d.mean(),
+    "mean_dim": lambda d: d.mean("time"),
+    "mean_noskip": lambda d: d.mean("x", skipna=False),
+    "std": lambda d: d.std("time"),
+    "var_ddof1": lambda d: d.var("time", ddof=1),
+    "max": lambda d: d.max("time"),
+    "min": lambda d: d.min(),
+    "prod": lambda d: d.prod("x"),
+    "median": lambda d: d.median("time"),
+    "argmax": lambda d: d.argmax("time"),
+    "argmin": lambda d: d.argmin("x"),
+    "cumsum": lambda d: d.cumsum("time"),
+    "cumprod": lambda d: d.cumprod("x"),
+    "groupby_mean": lambda d: d.groupby("x").mean(),
+    "groupby_time": lambda d: d.groupby("time.day").max(),
+    "groupby_bins": lambda d: d.groupby_bins("x", [0, 1.5, 4]).sum(),
+    "resample": lambda d: d.resample(time="1D").mean(),
+    "coarsen": lambda d: d.coarsen(time=2).mean(),
+    "dataset_mean": lambda d: d.to_dataset().mean("time")["v"],
+    "dataset_groupby": lambda d: d.to_dataset().groupby("time.day").std()["v"],
+}
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize("name", sorted(KEEPS))
+def test_operation_keeps_type_device_and_tags(name: str, device: str, audit_log: Path) -> None:
+    op = KEEPS[name]
+    d = _da(xp.asarray(_data(), device=device, tags=TAGS))
+    before = len(_exports(audit_log))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with xp.transfers(forbid=True) as log:
+            r = op(d)
+        expected = op(_da(_data()))
+    assert len(log) == 0
+    assert len(_exports(audit_log)) == before, "an xarray path exported covered data"
+    assert isinstance(r.data, xp.Array), f"{name} returned {type(r.data).__name__}"
+    assert r.data.device == xp.resolve_device(device)
+    assert dict(r.data.tags) == TAGS
+    np.testing.assert_allclose(_host(r.data), np.asarray(expected.data), equal_nan=True)
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_dataset_with_several_variables(device: str, audit_log: Path) -> None:
+    t = xp.asarray(_data(), device=device, tags=TAGS)
+    u = xp.asarray(_data() * 2, device=device)  # untagged
+    ds = xr.Dataset({"t": (("time", "x"), t), "u": (("time", "x"), u)}, coords={"x": np.arange(4.0)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with xp.transfers(forbid=True):
+            m = (ds.t + ds.u).mean("time")
+            s = ds.std("x")
+    assert dict(m.data.tags) == TAGS and m.data.device == xp.resolve_device(device)
+    assert dict(s.t.data.tags) == TAGS and s.u.data.tags == {}
+    assert _exports(audit_log) == []
+
+
+# --------------------------------------------------------------------------------------------
+# what xarray cannot do with hpcai arrays: it refuses, and nothing leaves
+# --------------------------------------------------------------------------------------------
+#: Operations whose xarray implementation needs a NumPy dtype (``dtypes.maybe_promote`` or
+#: ``dtype.type`` for a missing-value fill) or NumPy itself (``interp``); hpcai dtypes are not
+#: NumPy dtypes, so they raise. See docs/xarray.md.
+REFUSED: dict[str, Callable[[Any], Any]] = {
+    "where_without_other": lambda d: d.where(d > 3),
+    "shift": lambda d: d.shift(time=1),
+    "sum_min_count": lambda d: d.sum("time", min_count=1),
+    "rolling_mean": lambda d: d.rolling(time=3).mean(),
+    "rolling_max": lambda d: d.rolling(time=2).max(),
+    "interp": lambda d: d.interp(x=[0.5, 1.5]),
+}
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_numpy_only_paths_refuse_without_exporting(name: str, device: str, audit_log: Path) -> None:
+    d = _da(xp.asarray(_data(), device=device, tags=TAGS))
+    with xp.transfers(forbid=True) as log, pytest.raises(Exception):
+        REFUSED[name](d)
+    assert len(log) == 0
+    assert _exports(audit_log) == []
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_to_zarr_through_hpcai_refuses_and_save_dataset_keeps_tags(device: str, audit_log: Path, tmp_path: Path) -> None:
+    import hpcai.storage as st
+
+    root = tmp_path / "ep"
+    root.mkdir()
+    xp.configure(data={
+        "policy": {"rules": POLICY_RULES},
+        "audit": {"path": str(audit_log)},
+        "endpoints": {"scratch": {"url": f"file://{root}"}},
+    })
+    t = xp.asarray(_data(), device=device, tags=TAGS)
+    ds = xr.Dataset({"t": (("time", "x"), t)}, coords={"x": np.arange(4.0)})
+    with xp.transfers(forbid=True), pytest.raises(AttributeError, match="save_dataset"):
+        ds.to_zarr("hpcai://scratch/raw.zarr", zarr_format=3)
+    assert _exports(audit_log) == []
+    assert not any(p.name.startswith("c") and p.is_file() for p in root.rglob("*")), "chunks were written"
+    # the supported way: st.save_dataset stores the tags with the variable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        st.save_dataset(ds, "hpcai://scratch/obs.zarr")
+        back = st.open_dataset("hpcai://scratch/obs.zarr", device=device)
+    assert isinstance(back.t.data, xp.Array) and dict(back.t.data.tags) == TAGS
+    assert back.t.data.device == xp.resolve_device(device)
+
+
+# --------------------------------------------------------------------------------------------
+# the namespace extensions themselves
+# --------------------------------------------------------------------------------------------
+NAN_FUNCTIONS = {
+    "nansum": {},
+    "nanprod": {},
+    "nanmean": {},
+    "nanvar": {"ddof": 1},
+    "nanstd": {},
+    "nanmax": {},
+    "nanmin": {},
+    "nanmedian": {},
+}
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize("fname", sorted(NAN_FUNCTIONS))
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
+def test_nan_reductions_match_numpy(fname: str, axis: Any, device: str) -> None:
+    a = _data()
+    x = xp.asarray(a, device=device, tags=TAGS)
+    kw = NAN_FUNCTIONS[fname]
+    with xp.transfers(forbid=True):
+        r = getattr(xp, fname)(x, axis=axis, **kw)
+        k = getattr(xp, fname)(x, axis=axis, keepdims=True, **kw)
+    assert r.device == x.device and dict(r.tags) == TAGS and k.ndim == 2
+    np.testing.assert_allclose(_host(r), getattr(np, fname)(a, axis=axis, **kw))
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_nan_arg_and_cumulative(device: str) -> None:
+    a = _data()
+    x = xp.asarray(a, device=device, tags=TAGS)
+    with xp.transfers(forbid=True):
+        out = {
+            "nanargmax": xp.nanargmax(x, axis=0),
+            "nanargmin": xp.nanargmin(x, axis=1),
+            "nancumsum": xp.nancumsum(x, axis=0),
+            "nancumprod": xp.nancumprod(x, axis=1),
+        }
+    assert out["nanargmax"].dtype == xp.int64
+    for r in out.values():
+        assert r.device == x.device and dict(r.tags) == TAGS
+    np.testing.assert_array_equal(_host(out["nanargmax"]), np.nanargmax(a, axis=0))
+    np.testing.assert_array_equal(_host(out["nanargmin"]), np.nanargmin(a, axis=1))
+    np.testing.assert_allclose(_host(out["nancumsum"]), np.nancumsum(a, axis=0))
+    np.testing.assert_allclose(_host(out["nancumprod"]), np.nancumprod(a, axis=1))
+
+
+def test_nan_functions_check_their_arguments() -> None:
+    from hpcai.errors import DTypeError, InvalidArgumentError
+
+    x = xp.asarray([[1.0, float("nan")], [2.0, 3.0]])
+    with pytest.raises(InvalidArgumentError, match="axis is required"):
+        xp.nancumsum(x)
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        xp.nanmax(xp.zeros((0,)))
+    with pytest.raises(DTypeError, match="real-valued"):
+        xp.nanmax(xp.asarray([1j]))
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        xp.nanstd(x, ddof=1, correction=1)
+    with pytest.raises(InvalidArgumentError, match="out="):
+        xp.nansum(x, out=x)
+    assert float(xp.nanvar(x, correction=1)) == pytest.approx(np.nanvar([1.0, 2.0, 3.0], ddof=1))
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize(
+    ("width", "kw"),
+    [
+        (1, {}),
+        ((1, 2), {"constant_values": 7.5}),
+        (((0, 1), (2, 0)), {"mode": "edge"}),
+        (((1, 1), (1, 1)), {"mode": "reflect"}),
+        (((2, 0), (0, 0)), {"mode": "wrap"}),
+        (((1, 0), (0, 2)), {"constant_values": ((1, 2), (3, 4))}),
+    ],
+)
+def test_pad_matches_numpy(width: Any, kw: dict[str, Any], device: str) -> None:
+    a = np.arange(12.0).reshape(3, 4)
+    x = xp.asarray(a, device=device, tags=TAGS)
+    with xp.transfers(forbid=True):
+        r = xp.pad(x, width, **kw)
+    assert r.device == x.device and dict(r.tags) == TAGS
+    np.testing.assert_array_equal(_host(r), np.pad(a, width, **kw))
+
+
+def test_pad_checks_its_arguments() -> None:
+    from hpcai.errors import DTypeError, InvalidArgumentError
+
+    x = xp.ones((2, 2))
+    with pytest.raises(InvalidArgumentError, match="mode"):
+        xp.pad(x, 1, mode="bogus")
+    with pytest.raises(InvalidArgumentError, match="non-negative"):
+        xp.pad(x, -1)
+    with pytest.raises(InvalidArgumentError, match="unexpected option"):
+        xp.pad(x, 1, fill=3)
+    with pytest.raises(DTypeError, match="Python scalar"):
+        xp.pad(x, 1, constant_values=xp.asarray(1.0))
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_numpy_index_arrays_index_on_the_device(device: str) -> None:
+    x = xp.asarray(np.arange(10.0), device=device, tags=TAGS)
+    with xp.transfers(forbid=True):
+        r = x[np.asarray([3, 1, 1])]
+        m = x[np.arange(10) % 3 == 0]
+    assert r.device == x.device and dict(r.tags) == TAGS
+    np.testing.assert_array_equal(_host(r), [3.0, 1.0, 1.0])
+    np.testing.assert_array_equal(_host(m), [0.0, 3.0, 6.0, 9.0])
+    with pytest.raises(xp.errors.ForeignArrayError):
+        x[np.asarray([0.5])]  # a float array is not an index
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_copy_and_deepcopy_stay_on_the_device(device: str, audit_log: Path) -> None:
+    import copy
+
+    x = xp.asarray([1.0, 2.0], device=device, tags=TAGS)
+    da = _da(xp.asarray(_data(), device=device, tags=TAGS))
+    with xp.transfers(forbid=True):
+        copies = [copy.copy(x), copy.deepcopy(x), copy.deepcopy({"k": x})["k"]]
+        d = da.copy(deep=True)
+    assert _exports(audit_log) == []
+    assert isinstance(d.data, xp.Array) and dict(d.data.tags) == TAGS
+    for y in copies:
+        assert y is not x and y.device == x.device and dict(y.tags) == TAGS
+        np.testing.assert_array_equal(_host(y), [1.0, 2.0])
