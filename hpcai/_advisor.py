@@ -31,7 +31,6 @@ from . import _config, _record, _tags
 from ._array import Array
 from ._device import Device, DeviceLike, all_devices, resolve_device
 from ._history import store
-from ._transfer import transfers
 from .errors import InvalidArgumentError, PlacementError, ResidencyError
 from .residency import current_policy
 
@@ -412,6 +411,9 @@ def _advise(
         raise InvalidArgumentError(f"advise(objective=...): expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if not callable(fn):
         raise InvalidArgumentError(f"advise(fn, ...): expected a callable, got {type(fn).__name__} {fn!r}")
+    rec = _record._active.get()
+    if rec is not None and rec._raw:
+        rec._settle()  # runs recorded so far count
     fp = _record.footprint(fn, args, kwargs)
     arrays = _arrays(args, kwargs)
     tags = _tags.union_all(a._tags for a in arrays) if arrays else None
@@ -538,16 +540,26 @@ def advise(
     return _advise(fn, args, kwargs, objective, devices)
 
 
-def _move_args(args: Sequence[Any], kwargs: dict[str, Any], dev: Device) -> tuple[list[Any], dict[str, Any], int, float, list[Any]]:
+def _move_args(
+    args: Sequence[Any], kwargs: dict[str, Any], dev: Device
+) -> tuple[list[Any], dict[str, Any], int, float, list[tuple[str, int, float]]]:
+    """Move the array arguments that are elsewhere; each move is timed whole (call to ready)."""
     if not any(isinstance(a, Array) and a._device is not dev for a in (*args, *kwargs.values())):
         return list(args), kwargs, 0, 0.0, []
-    t0 = time.perf_counter()
-    with transfers() as log:
-        new_args = [a.to_device(dev) if isinstance(a, Array) and a._device is not dev else a for a in args]
-        new_kw = {k: (v.to_device(dev) if isinstance(v, Array) and v._device is not dev else v) for k, v in kwargs.items()}
-    _record.synchronize(new_args)
-    _record.synchronize(list(new_kw.values()))
-    return new_args, new_kw, log.total_bytes, time.perf_counter() - t0, list(log)
+    moves: list[tuple[str, int, float]] = []
+
+    def move(a: Any) -> Any:
+        if not isinstance(a, Array) or a._device is dev:
+            return a
+        t0 = time.perf_counter()
+        y = a.to_device(dev)
+        _record.synchronize(y)
+        moves.append((a._device.spec.name, int(a._data.nbytes), time.perf_counter() - t0))
+        return y
+
+    new_args = [move(a) for a in args]
+    new_kw = {k: move(v) for k, v in kwargs.items()}
+    return new_args, new_kw, sum(m[1] for m in moves), sum(m[2] for m in moves), moves
 
 
 def run(
@@ -571,7 +583,7 @@ def run(
     """
     from .energy._track import active_budgets, note_run
 
-    rec = _record.current()
+    rec = _record._active.get()
     row: Row | None = None
     if isinstance(device, str) and device == "auto":
         adv = _advise(fn, args, kwargs, objective, devices)
@@ -593,7 +605,7 @@ def run(
         if row.allowed:
             for b in budgets:
                 b.check(dev.spec.name, row.joules, row.grams, f"{row.joules_basis}; compute {row.compute_basis}")
-    new_args, new_kw, moved, move_s, logged = _move_args(args, kwargs, dev)
+    new_args, new_kw, _, _, logged = _move_args(args, kwargs, dev)
     t0 = time.perf_counter()
     out = fn(*new_args, **new_kw)
     _record.synchronize(out)
@@ -601,13 +613,13 @@ def run(
     emulated = dev.spec.backend == "emulated"
     modelled: float | None = None
     if emulated or rec is not None:
-        fp = _record.footprint(fn, new_args, new_kw)
+        descs, kw = _record.describe(new_args, new_kw)
         if emulated:
-            info = _dev_info(dev)
+            fp = _record.footprint_of(_record.op_name(fn), descs, kw)
             emul64 = any(d in _FP64 and d not in dev.spec.native_dtypes for d in fp.dtypes)
-            modelled = _roofline(info, fp, emul64)[0]
+            modelled = _roofline(_dev_info(dev), fp, emul64)[0]
         if rec is not None:
-            _record.note(rec, fp, dev, secs, modelled, moved, move_s, logged)
+            rec._raw.append((fn, descs, kw, dev, secs, modelled, logged))
     busy = modelled if modelled is not None else secs
     note_run(dev, busy)
     if budgets:

@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from ._array import Array
 from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ._device import Device
+    pass
 
 __all__ = ["Footprint", "Recorder", "Sample", "footprint", "record", "synchronize"]
 
@@ -118,11 +118,10 @@ def _size(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _analytic(op: str, arrays: Sequence[Array], itemsizes: Sequence[int]) -> tuple[float, float, bool]:
-    """(flops, bytes, modelled) of *op* on *arrays* from a first-order model."""
-    shapes = [a.shape for a in arrays]
+def _analytic(op: str, shapes: Sequence[tuple[int, ...]], itemsizes: Sequence[int]) -> tuple[float, float, bool]:
+    """(flops, bytes, modelled) of *op* on arrays of *shapes* from a first-order model."""
     inb = float(sum(_size(s) * i for s, i in zip(shapes, itemsizes)))
-    if not arrays:
+    if not shapes:
         return 0.0, 0.0, False
     isz = max(itemsizes)
     if op in _MATMUL and len(shapes) >= 2:
@@ -153,28 +152,39 @@ def _analytic(op: str, arrays: Sequence[Array], itemsizes: Sequence[int]) -> tup
     return 0.0, inb, False
 
 
-def footprint(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Footprint:
-    """The :class:`Footprint` of ``fn(*args, **kwargs)`` (no array is read)."""
-    op = op_name(fn)
-    arrays = [a for a in args if isinstance(a, Array)]
-    arrays += [v for v in kwargs.values() if isinstance(v, Array)]
-    dts = [a._data.dtype for a in arrays]
-    names = []
-    for d in dts:
-        n = _dtype_names.get(d)
-        if n is None:
-            n = _dtype_names[d] = d.name
-        names.append(n)
-    kw = ",".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()) if not isinstance(v, Array)) if kwargs else ""
-    shapes = tuple([a._data.shape for a in arrays])
-    ck = (op, tuple(names), shapes, kw)
+def describe(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[tuple[tuple[Any, Any], ...], str]:
+    """``((dtype, shape), ...)`` of the array arguments and the scalar keywords as text (cheap)."""
+    descs = tuple([(a._data.dtype, a._data.shape) for a in args if isinstance(a, Array)])
+    if not kwargs:
+        return descs, ""
+    descs += tuple([(v._data.dtype, v._data.shape) for v in kwargs.values() if isinstance(v, Array)])
+    kw = ",".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()) if not isinstance(v, Array))
+    return descs, kw
+
+
+def footprint_of(op: str, descs: tuple[tuple[Any, Any], ...], kw: str) -> Footprint:
+    """The :class:`Footprint` of *op* over arrays described by :func:`describe` (cached)."""
+    ck = (op, descs, kw)
     fp = _fps.get(ck)
     if fp is None:
-        flops, nbytes, modelled = _analytic(op, arrays, [d.itemsize for d in dts])
+        names = []
+        for d, _ in descs:
+            n = _dtype_names.get(d)
+            if n is None:
+                n = _dtype_names[d] = d.name
+            names.append(n)
+        shapes = [tuple(int(n) for n in sh) for _, sh in descs]
+        flops, nbytes, modelled = _analytic(op, shapes, [d.itemsize for d, _ in descs])
         if len(_fps) > 4096:
             _fps.clear()
-        fp = _fps[ck] = Footprint(op, ck[1], tuple(tuple(int(n) for n in sh) for sh in shapes), kw, flops, nbytes, modelled)
+        fp = _fps[ck] = Footprint(op, tuple(names), tuple(shapes), kw, flops, nbytes, modelled)
     return fp
+
+
+def footprint(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Footprint:
+    """The :class:`Footprint` of ``fn(*args, **kwargs)`` (no array is read)."""
+    descs, kw = describe(args, kwargs)
+    return footprint_of(op_name(fn), descs, kw)
 
 
 #: Footprints by (op, dtypes, shapes, keywords): the analytic model runs once per footprint.
@@ -223,17 +233,66 @@ class Sample:
     outlier: bool = False
 
 
-@dataclass
 class Recorder:
-    """What one ``xp.record()`` block recorded (see :func:`record`)."""
+    """What one ``xp.record()`` block recorded (see :func:`record`).
 
-    history: bool = True
-    samples: list[Sample] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
+    A run is kept as a raw tuple while the block is open (that is what recording costs per
+    run); footprints, :class:`Sample` objects and history samples are made from them when
+    :attr:`samples` is read, when advice is asked for, and when the block ends.
+    """
+
+    __slots__ = ("_raw", "_samples", "context", "files", "history")
+
+    def __init__(self, history: bool = True, context: dict[str, Any] | None = None) -> None:
+        self.history = history
+        self.context: dict[str, Any] = context or {}
+        self.files: list[str] = []
+        self._raw: list[tuple[Any, ...]] = []
+        self._samples: list[Sample] = []
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The recorded runs, in order."""
+        self._settle()
+        return self._samples
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self._samples) + len(self._raw)
+
+    def _settle(self) -> None:
+        """Turn raw runs into samples and history (a no-op when nothing is pending)."""
+        if not self._raw:
+            return
+        raw, self._raw = self._raw, []
+        st = None
+        if self.history:
+            from ._history import store
+
+            st = store()
+        for fn, descs, kw, device, seconds, modelled, moves in raw:
+            fp = footprint_of(op_name(fn), descs, kw)
+            emulated = device.spec.backend == "emulated"
+            outlier = False
+            if st is not None:
+                if not emulated:  # an emulated device's wall time is the host's: never history
+                    outlier = st.add_kernel(device.spec.name, fp.key, seconds, fp.flops, fp.nbytes)
+                for src, nbytes, secs in moves:  # (source, bytes, seconds) of each whole move
+                    if not emulated and not src.startswith("emulated:"):
+                        st.add_transfer(src, device.spec.name, nbytes, secs)
+            self._samples.append(
+                Sample(
+                    fp.op,
+                    fp.key,
+                    device.spec.name,
+                    modelled if emulated and modelled is not None else seconds,
+                    "modelled" if emulated else "measured",
+                    fp.flops,
+                    fp.nbytes,
+                    sum(m[1] for m in moves),
+                    sum(m[2] for m in moves),
+                    outlier,
+                )
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Samples and context as plain data (JSON-ready)."""
@@ -256,9 +315,6 @@ class Recorder:
                  f"{s.move_seconds * 1e3:.3f}", "yes" if s.outlier else "")
             )
         return format_table(rows)
-
-    def _add(self, s: Sample) -> None:
-        self.samples.append(s)
 
 
 _active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("hpcai_record", default=None)
@@ -305,45 +361,8 @@ def record(*, history: bool = True) -> Iterator[Recorder]:
         yield rec
     finally:
         _active.reset(token)
+        rec._settle()
         if history:
             from ._history import store
 
             rec.files = [str(p) for p in store().flush()]
-
-
-def note(
-    rec: Recorder,
-    fp: Footprint,
-    device: Device,
-    seconds: float,
-    modelled: float | None,
-    moved: int,
-    move_seconds: float,
-    transfers: Sequence[Any],
-) -> None:
-    """Add one kernel call to *rec* (and to the history when the recorder keeps it)."""
-    outlier = False
-    emulated = device.spec.backend == "emulated"
-    if rec.history:
-        from ._history import store
-
-        st = store()
-        if not emulated:  # an emulated device's wall time is the host's: never history
-            outlier = st.add_kernel(device.spec.name, fp.key, seconds, fp.flops, fp.nbytes)
-        for t in transfers:
-            if "emulated" not in (t.source.split(":", 1)[0], t.destination.split(":", 1)[0]):
-                st.add_transfer(t.source, t.destination, t.nbytes, t.wall_seconds)
-    rec._add(
-        Sample(
-            fp.op,
-            fp.key,
-            device.spec.name,
-            modelled if emulated and modelled is not None else seconds,
-            "modelled" if emulated else "measured",
-            fp.flops,
-            fp.nbytes,
-            moved,
-            move_seconds,
-            outlier,
-        )
-    )
