@@ -468,15 +468,15 @@ def _advise(
                         reason = f"no native {dt}; precision = {spec.precision!r}{hint}"
                         break
         incoming = in_bytes - where.get(spec.name, 0)
-        if reason is None and spec.memory is not None:
+        capacity = spec.memory
+        if reason is None and capacity is not None:
             used = 0
             if info.emulated:
-                used = dev._backend.memory_used(dev)
-            if info.emulated:
-                mem_checks.append((dev, incoming + out_bytes, incoming + out_bytes > spec.memory - used))
-            if incoming + out_bytes > spec.memory - used:
-                reason = (f"capacity: needs {incoming + out_bytes:,} bytes, {spec.memory - used:,} of "
-                          f"{spec.memory:,} free")
+                used = int(dev._backend.memory_used(dev) or 0)
+                mem_checks.append((dev, incoming + out_bytes, incoming + out_bytes > capacity - used))
+            if incoming + out_bytes > capacity - used:
+                reason = (f"capacity: needs {incoming + out_bytes:,} bytes, {capacity - used:,} of "
+                          f"{capacity:,} free")
         if reason is not None:
             excluded.append(Row(spec.name, False, reason, rule, math.nan, "", math.nan, "", 0, math.nan, "",
                                 None, "", spec.name == holder, False, math.inf))

@@ -19,9 +19,9 @@ def _meters(args: argparse.Namespace) -> int:
         return 0
     from ._advisor import format_table
 
-    print(format_table([("meter", "status", "detail")] + [
-        (r["meter"], "available" if r["available"] else "missing", r["detail"]) for r in rows
-    ]))
+    table: list[tuple[str, str, str]] = [("meter", "status", "detail")]
+    table += [(str(r["meter"]), "available" if r["available"] else "missing", str(r["detail"])) for r in rows]
+    print(format_table(table))
     if not any(r["available"] for r in rows):
         print("no meter works here: every energy figure is modelled (the reasons are above)")
     return 0

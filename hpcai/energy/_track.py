@@ -209,13 +209,13 @@ def _finish(t: _Tracker, report: EnergyReport) -> None:
     from hpcai._device import resolve_device
 
     for name, (secs,) in t.runs.items():
-        dev = resolve_device(name)
-        if dev.spec.kind == "cpu":
+        used: Device = resolve_device(name)
+        if used.spec.kind == "cpu":
             continue  # host devices are covered by the host entry above
-        if dev.spec.kind == "gpu" and gpu_measured:
+        if used.spec.kind == "gpu" and gpu_measured:
             continue
-        p = power(dev)
-        emulated = dev.spec.backend == "emulated"
+        p = power(used)
+        emulated = used.spec.backend == "emulated"
         why = (
             "emulated device: no hardware, so no meter; modelled seconds from its cost model"
             if emulated
