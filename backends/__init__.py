@@ -18,7 +18,18 @@ from typing import Any
 
 from hpcai.errors import BackendUnavailableError, PluginError
 
-from ._base import ALL_DTYPES, FP64_DTYPES, Backend, CostModel, DeviceSpec, location_attributes
+from ._base import (
+    ALL_DTYPES,
+    FP64_DTYPES,
+    Backend,
+    CostModel,
+    DeviceSpec,
+    as_backend_class,
+    check_export,
+    location_attributes,
+    unwrap,
+    wrap,
+)
 
 __all__ = [
     "ALL_DTYPES",
@@ -28,9 +39,13 @@ __all__ = [
     "CostModel",
     "DeviceSpec",
     "backend_infos",
+    "check_export",
     "get_backend",
     "location_attributes",
     "register_backend",
+    "unregister_backend",
+    "unwrap",
+    "wrap",
 ]
 
 ENTRY_POINT_GROUP = "hpcai.backends"
@@ -42,6 +57,10 @@ _BUILTINS: dict[str, tuple[str, str, str]] = {
     "jax": ("hpcai.backends.jax:JaxBackend", "jax", "pip install 'hpcai[jax]' (or pip install jax)"),
     "cupy": ("hpcai.backends.cupy:CupyBackend", "cupy", "pip install 'hpcai[cupy]' (or pip install cupy-cuda12x)"),
 }
+
+
+def _target_name(target: str | type) -> str:
+    return target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -60,17 +79,42 @@ class BackendInfo:
 
 
 _lock = threading.RLock()
-_extra: dict[str, str] = {}
+_extra: dict[str, str | type] = {}
 _loaded: dict[str, Backend] = {}
 _entry_points_override: list[EntryPoint] | None = None
 
 
-def register_backend(name: str, target: str, *, clobber: bool = False) -> None:
-    """Register a backend class by dotted path ``"package.module:Class"`` (kept lazy)."""
+def register_backend(name: str, target: str | type[Backend], *, clobber: bool = False) -> None:
+    """Register a backend: a :class:`Backend` subclass, or its dotted path
+    ``"package.module:Class"`` (kept lazy: imported when a device of it is first needed).
+
+    Installed packages declare backends through the ``hpcai.backends`` entry-point group
+    instead; this is for code that defines one at run time (tests, notebooks). Call
+    ``xp.configure()`` afterwards when the device table was built already.
+    """
+    if isinstance(target, type):
+        if as_backend_class(target) is None:
+            raise PluginError(
+                f"register_backend: {target.__qualname__} does not implement the hpcai.backends.Backend "
+                "protocol; subclass hpcai.backends.Backend"
+            )
+    elif not isinstance(target, str):
+        raise PluginError(
+            f"register_backend: target must be a Backend subclass or 'module:Class', got {type(target).__name__}"
+        )
     with _lock:
         if not clobber and (name in _extra or name in _BUILTINS):
             raise PluginError(f"register_backend: a backend named {name!r} exists; pass clobber=True to replace it")
         _extra[name] = target
+        _loaded.pop(name, None)
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a backend registered with :func:`register_backend` (built-ins and entry points stay)."""
+    with _lock:
+        if name not in _extra:
+            raise PluginError(f"unregister_backend: no backend {name!r} was registered with register_backend")
+        del _extra[name]
         _loaded.pop(name, None)
 
 
@@ -88,8 +132,8 @@ def _set_entry_points_for_testing(eps: list[EntryPoint] | None) -> None:
         _loaded.clear()
 
 
-def _targets() -> dict[str, tuple[str, str | None, str]]:
-    out: dict[str, tuple[str, str | None, str]] = {
+def _targets() -> dict[str, tuple[str | type, str | None, str]]:
+    out: dict[str, tuple[str | type, str | None, str]] = {
         name: (target, req, hint) for name, (target, req, hint) in _BUILTINS.items()
     }
     seen: dict[str, str] = {}
@@ -110,7 +154,7 @@ def _targets() -> dict[str, tuple[str, str | None, str]]:
         seen[ep.name] = ep.value
         out[ep.name] = (ep.value, None, f"reinstall the package that provides backend {ep.name!r}")
     for name, target in _extra.items():
-        out[name] = (target, None, f"check that {target} is importable")
+        out[name] = (target, None, f"check that {_target_name(target)} is importable")
     return out
 
 
@@ -119,11 +163,13 @@ def backend_infos() -> MappingProxyType[str, BackendInfo]:
     infos: dict[str, BackendInfo] = {}
     for name, (target, req, hint) in _targets().items():
         installed = True if req is None else importlib.util.find_spec(req) is not None
-        infos[name] = BackendInfo(name, target, req, hint, installed)
+        infos[name] = BackendInfo(name, _target_name(target), req, hint, installed)
     return MappingProxyType(infos)
 
 
-def _import_target(name: str, target: str) -> Backend:
+def _import_target(name: str, target: str | type) -> Backend:
+    if isinstance(target, type):
+        return _construct(name, _target_name(target), target)
     module_name, _, attr = target.partition(":")
     if not attr:
         raise PluginError(f"backend {name!r}: entry point {target!r} must have the form 'module:Class'")
@@ -147,14 +193,28 @@ def _import_target(name: str, target: str) -> Backend:
         cls: Any = getattr(module, attr)
     except AttributeError:
         raise PluginError(f"backend {name!r}: module {module_name!r} has no attribute {attr!r}") from None
+    return _construct(name, target, cls)
+
+
+def _construct(name: str, target: str, cls: Any) -> Backend:
+    """An instance of backend class *cls*, checked against the contract."""
+    bcls = as_backend_class(cls)
+    if bcls is None:
+        raise PluginError(
+            f"backend {name!r}: {target} does not implement the hpcai.backends.Backend protocol; "
+            "subclass hpcai.backends.Backend (see docs/backends.md)"
+        )
+    missing = sorted(getattr(bcls, "__abstractmethods__", ()))
+    if missing or not isinstance(getattr(bcls, "name", None), str):
+        what = ", ".join(missing) if missing else "the class attribute 'name'"
+        raise PluginError(
+            f"backend {name!r}: {target} does not implement the hpcai.backends.Backend protocol "
+            f"(missing: {what}); see docs/backends.md"
+        )
     try:
-        backend = cls()
+        backend = bcls()
     except Exception as exc:
         raise PluginError(f"backend {name!r}: constructing {target} failed: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(backend, Backend):
-        raise PluginError(
-            f"backend {name!r}: {target} does not implement the hpcai.backends.Backend protocol"
-        )
     return backend
 
 

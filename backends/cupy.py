@@ -35,7 +35,7 @@ import numpy as np
 
 from hpcai.errors import InvalidArgumentError, UnknownDeviceError
 
-from ._base import ALL_DTYPES, ML_DTYPES, DeviceSpec, location_attributes
+from ._base import ALL_DTYPES, ML_DTYPES, Backend, DeviceSpec, location_attributes
 
 if TYPE_CHECKING:
     from hpcai._device import Device
@@ -119,7 +119,7 @@ def _as_stream(stream: Any, index: int) -> Any:
     )
 
 
-class CupyBackend:
+class CupyBackend(Backend):
     """CuPy on every GPU it sees; allocation under the device, peer copies between GPUs."""
 
     name: ClassVar[str] = "cupy"
@@ -128,12 +128,19 @@ class CupyBackend:
     )
     #: ``to_device(..., stream=)`` is honoured by this backend.
     supports_stream: ClassVar[bool] = True
+    zero_copy_export: ClassVar[bool] = True
+    linalg_raises: ClassVar[bool] = False  # singular input gives inf/NaN: the core checks
+    special_functions: ClassVar[tuple[str, str] | None] = (
+        "cupyx.scipy.special",
+        "pip install cupy-cuda12x",
+    )
+    cache_blocking: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count = 0
         self._namespaces: dict[int, _OnDevice] = {}
-        self.native_type: type = cupy.ndarray if cupy is not None else _AdoptAlways
+        self.native_type = cupy.ndarray if cupy is not None else _AdoptAlways
 
     # -- discovery ------------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -246,6 +253,9 @@ class CupyBackend:
     def dlpack_device(self, device: Device) -> tuple[int, int]:
         kind = _KDL_ROCM if cupy is not None and cupy.cuda.runtime.is_hip else _KDL_CUDA
         return (kind, device.spec.index)
+
+    def synchronize(self, device: Device, native: Any) -> None:
+        cupy.cuda.Device(device.spec.index).synchronize()
 
     def is_native(self, obj: Any) -> bool:
         return cupy is not None and isinstance(obj, cupy.ndarray)

@@ -51,6 +51,7 @@ from ._base import (
     ALL_DTYPES,
     FP64_DTYPES,
     LOW_PRECISION_FLOATS,
+    Backend,
     CostModel,
     DeviceSpec,
     location_attributes,
@@ -189,12 +190,22 @@ class _AdoptAlways:
     """Sentinel native type: no real array is ever of this type, so every result is adopted."""
 
 
-class EmulatedBackend:
+class EmulatedBackend(Backend):
     """Emulated accelerators backed by NumPy, with memory accounting and a cost model."""
 
     name: ClassVar[str] = "emulated"
     install_hint: ClassVar[str] = "pip install numpy"
     native_type: type = _AdoptAlways
+
+    #: A separate memory space: NumPy-backed, but never shared with host memory or exported
+    #: zero-copy (``__array__`` refuses, ``__dlpack__`` exports a recorded copy).
+    host_memory: ClassVar[bool] = False
+    zero_copy_export: ClassVar[bool] = False
+    linalg_raises: ClassVar[bool] = True
+    special_functions: ClassVar[tuple[str, str] | None] = ("scipy.special", "pip install scipy")
+    cache_blocking: ClassVar[bool] = True
+    #: Computed by NumPy on the host: wall times are the host's; the cost model is the device's.
+    simulated: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._pools: dict[str, _Pool] = {}

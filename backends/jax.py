@@ -38,17 +38,26 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hpcai._array import Array
+from hpcai import Array
 from hpcai.errors import ArrayIndexError, InvalidArgumentError, UnknownDeviceError
 
-from ._base import ALL_DTYPES, FP64_DTYPES, DeviceSpec, location_attributes
+from ._base import (
+    ALL_DTYPES,
+    FP64_DTYPES,
+    Backend,
+    DeviceSpec,
+    check_export,
+    location_attributes,
+    unwrap,
+    wrap,
+)
 from ._jax_numpy import StandardJaxNumpy
 
 if TYPE_CHECKING:
@@ -83,12 +92,10 @@ def _flatten(a: Array) -> tuple[tuple[Any], tuple[Device, TagSet | None]]:
     # can keep it, move it, convert it), so flattening a concrete array is an export,
     # decided and audited like __array__. Tracers are the data of a computation being
     # traced, not values leaving. xp.jit passes Arrays to XLA without this path.
-    data = a._data
+    data, device, tags = unwrap(a)
     if not isinstance(data, _Tracer):
-        from hpcai import _transfer
-
-        _transfer.check_export(a, "pytree flatten")
-    return (data,), (a._device, a._tags)
+        check_export(a, "pytree flatten")
+    return (data,), (device, tags)
 
 
 def _unflatten(aux: tuple[Device, TagSet | None], children: Any) -> Array:
@@ -115,11 +122,7 @@ def _unflatten(aux: tuple[Device, TagSet | None], children: Any) -> Array:
 
             check_placement(tags, host, operation="pytree unflatten", nbytes=int(leaf.nbytes))
             device = host
-    a = object.__new__(Array)
-    a._data = leaf
-    a._device = device
-    a._tags = tags
-    return a
+    return wrap(leaf, device, tags, adopt=False)
 
 
 def _leaf_device(leaf: Any) -> Device | None:
@@ -278,13 +281,20 @@ _ArrayImpl: list[type] = [_JaxArray]
 
 
 # --------------------------------------------------------------------------------------------
-class JaxBackend:
+class JaxBackend(Backend):
     """JAX on every device it sees; arrays committed to their device, x64 enabled."""
 
     name: ClassVar[str] = "jax"
     install_hint: ClassVar[str] = "pip install 'hpcai[jax]' (or pip install jax)"
     #: Replaced by the concrete array class once devices are known (``Array`` skips adopt()).
     native_type: type = _JaxArray
+
+    zero_copy_export: ClassVar[bool] = True
+    supports_jit: ClassVar[bool] = True
+    linalg_raises: ClassVar[bool] = False  # singular input gives inf/NaN: the core checks
+    special_functions: ClassVar[tuple[str, str] | None] = ("jax.scipy.special", "pip install jax")
+    #: XLA fuses whole-array expressions; Python-level blocking only adds dispatches.
+    cache_blocking: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -443,6 +453,20 @@ class JaxBackend:
 
     def is_native(self, obj: Any) -> bool:
         return isinstance(obj, _JaxArray)
+
+    def synchronize(self, device: Device, native: Any) -> None:
+        ready = getattr(native, "block_until_ready", None)  # tracers have none
+        if ready is not None:
+            ready()
+
+    def full_precision_matmul(self, ns: Any, x1: Any, x2: Any) -> Any:
+        # XLA may use TF32 / bf16 passes for float32 products on accelerators by default.
+        return ns.matmul(x1, x2, precision="highest")
+
+    def jit(self, f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any], Device], Any]:
+        from ._jax_jit import compile_jit
+
+        return compile_jit(f)
 
     def device_of(self, native: Any) -> Device:
         """The hpcai device a (foreign) JAX array lives on (``xp.asarray`` of a JAX array).

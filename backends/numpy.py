@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import array_api_compat.numpy as compat_np
 import numpy as np
 
-from ._base import DeviceSpec, location_attributes
+from ._base import Backend, DeviceSpec, location_attributes
 
 if TYPE_CHECKING:
     from hpcai._device import Device
@@ -19,12 +19,18 @@ _ndarray = np.ndarray
 _asarray = np.asarray
 
 
-class NumpyBackend:
+class NumpyBackend(Backend):
     """NumPy on the host CPU. Arrays are exported zero-copy through ``__array__``/DLPack."""
 
     name: ClassVar[str] = "numpy"
     install_hint: ClassVar[str] = "pip install numpy"
     native_type: type = np.ndarray
+
+    host_memory: ClassVar[bool] = True
+    zero_copy_export: ClassVar[bool] = True
+    linalg_raises: ClassVar[bool] = True
+    special_functions: ClassVar[tuple[str, str] | None] = ("scipy.special", "pip install scipy")
+    cache_blocking: ClassVar[bool] = True
 
     def available(self) -> bool:
         return True

@@ -64,15 +64,16 @@ def _foreign_to_array(obj: Any) -> Array | None:
         return None
     all_devices()  # backends learn their devices when the device table is built
     for name, info in backend_infos().items():
-        if not info.installed or name in ("numpy", "emulated"):
+        if not info.installed:
             continue
         # e.g. JAX arrays are jaxlib objects, CuPy's are cupy objects
         if not type(obj).__module__.startswith(info.requires or name):
             continue
         backend = get_backend(name)
         if backend.is_native(obj):
-            dev = backend.device_of(obj)  # type: ignore[attr-defined]
-            return _wrap(obj, dev, None)
+            dev = backend.device_of(obj)  # None: the backend does not adopt foreign arrays
+            if dev is not None:
+                return _wrap(obj, dev, None)
     return None
 
 

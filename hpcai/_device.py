@@ -27,13 +27,14 @@ class Device:
     'emulated:0'
     """
 
-    __slots__ = ("_adopt", "_backend", "_native_type", "_ns", "spec")
+    __slots__ = ("_adopt", "_backend", "_host", "_native_type", "_ns", "spec")
 
     spec: DeviceSpec
     _backend: Backend
     _ns: Any
     _native_type: type
     _adopt: Any
+    _host: bool
 
     def __init__(self, spec: DeviceSpec, backend: Backend) -> None:
         self._refresh(spec, backend)
@@ -45,6 +46,7 @@ class Device:
         object.__setattr__(self, "_ns", None)
         object.__setattr__(self, "_native_type", backend.native_type)
         object.__setattr__(self, "_adopt", backend.adopt)
+        object.__setattr__(self, "_host", bool(backend.host_memory))
         object.__setattr__(self, "_ns", backend.namespace(self))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -83,8 +85,9 @@ class Device:
 
     @property
     def is_host(self) -> bool:
-        """Whether arrays on this device live in ordinary host memory NumPy can read."""
-        return self.spec.backend == "numpy"
+        """Whether arrays on this device live in ordinary host memory NumPy can read
+        (the backend's ``host_memory`` capability)."""
+        return self._host
 
     def __str__(self) -> str:
         return self.spec.name
@@ -127,8 +130,7 @@ def _build_backend(name: str, info: Any, cfg: Any) -> dict[str, Device] | str:
     except BackendUnavailableError as exc:
         return str(exc)
     if not backend.available():
-        reason = getattr(backend, "unavailable_reason", None)
-        why = (reason() if callable(reason) else None) or "no device available"
+        why = backend.unavailable_reason() or "no device available"
         return f"{name}: {why} ({backend.install_hint})"
     out: dict[str, Device] = {}
     for spec in backend.device_specs(cfg.data):
@@ -180,16 +182,20 @@ def _one_backend(name: str) -> Device | None:
     bname = name.split(":", 1)[0]
     partial = _partial.get()
     built = partial.get(bname)
+    cfg = _config.get_config()
     if built is None:
         info = backend_infos().get(bname)
         if info is None:
             return None
-        cfg = _config.get_config()
-        # The whole table checks [devices] entries; a name configured there is resolved through it.
-        if any(k.split(":", 1)[0] == bname for k in cfg.section("devices")) and bname != "numpy":
-            return None
         built = partial[bname] = _build_backend(bname, info, cfg)
-    return None if isinstance(built, str) else built.get(name)
+    if isinstance(built, str):
+        return None
+    # The whole table checks [devices] entries: a configured name of this backend that it
+    # does not provide (a typo, a device that is not here) is reported through it.
+    for k in cfg.section("devices"):
+        if k.split(":", 1)[0] == bname and k not in built:
+            return None
+    return built.get(name)
 
 
 _table: _config.Derived[dict[str, Device]] = _config.Derived(_build_table)

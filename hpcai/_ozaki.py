@@ -42,11 +42,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError, UnsupportedDtypeError
+from .errors import HpcaiError, InvalidArgumentError, UnsupportedDtypeError
+
+if TYPE_CHECKING:
+    from hpcai.backends import Backend
 
 __all__ = [
     "MODULI",
@@ -129,15 +132,16 @@ class EmulationInfo:
 # --------------------------------------------------------------------------------------------
 # namespace helpers
 # --------------------------------------------------------------------------------------------
-def _is_jax(ns: Any) -> bool:
-    return "jax" in getattr(ns, "__name__", "")
+def _backend_of(device: str) -> Backend | None:
+    """The backend of the device called *device* ("" or unknown: None, NumPy-like defaults)."""
+    if not device:
+        return None
+    from ._device import resolve_device
 
-
-def _f32_matmul(ns: Any, x: Any, y: Any) -> Any:
-    """float32 matrix product at full float32 precision (no TF32 / bf16 passes on JAX)."""
-    if _is_jax(ns):
-        return ns.matmul(x, y, precision="highest")
-    return ns.matmul(x, y)
+    try:
+        return resolve_device(device)._backend
+    except HpcaiError:
+        return None
 
 
 class _Kind:
@@ -145,16 +149,28 @@ class _Kind:
 
     ``mm``: A is (R, K), B is (K, C), the result is (R, C).
     ``dot``: A and B are both (R, K), the result is (R,) (``vecdot``, ``sum``, elementwise).
+
+    It also carries what the device's backend says about computing there: its float32
+    matrix product at full float32 precision (no TF32 / bf16 passes) and whether loops over
+    cache-sized blocks pay off (``cache_blocking``).
     """
 
-    def __init__(self, ns: Any, name: str) -> None:
+    def __init__(self, ns: Any, name: str, backend: Backend | None = None) -> None:
         self.ns = ns
         self.name = name
         self.b_axis = 0 if name == "mm" else 1  # axis of B that is contracted
+        self.blocking = True if backend is None else bool(backend.cache_blocking)
+        self._backend = backend
+
+    def f32_matmul(self, x: Any, y: Any) -> Any:
+        """float32 matrix product at full float32 precision."""
+        if self._backend is None:
+            return self.ns.matmul(x, y)
+        return self._backend.full_precision_matmul(self.ns, x, y)
 
     def contract(self, x: Any, y: Any) -> Any:
         if self.name == "mm":
-            return _f32_matmul(self.ns, x, y)
+            return self.f32_matmul(x, y)
         return self.ns.sum(x * y, axis=-1)
 
     def block(self, x: Any, y: Any, k0: int, k1: int) -> tuple[Any, Any]:
@@ -241,13 +257,16 @@ def _sym_mod_owned(ns: Any, y: Any, p: Any, inv_p: Any) -> Any:
     return y
 
 
-def _residues(ns: Any, xi: Any, bits: int, moduli: Sequence[int]) -> Any:
+def _residues(
+    ns: Any, xi: Any, bits: int, moduli: Sequence[int], matmul: Callable[[Any, Any], Any] | None = None
+) -> Any:
     """Residues of the integers *xi* (``|xi| <= 2**bits``) modulo each modulus: float32 (N, *shape).
 
     The integers are cut into 11-bit digits, one float32 GEMM with ``2**(11 d) mod p``
     (|.| <= 128) gives sums below ``2**21.5`` (exact), and a rounding to the nearest
     multiple of ``p`` that is exact at that size leaves symmetric residues ``|r| <= p/2``
     (all moduli at once: one pass over the GEMM's result, no per-modulus copies).
+    *matmul* is the full-precision float32 product (:meth:`_Kind.f32_matmul`).
     """
     nd = -(-(bits + 1) // _DIGIT_BITS)
     shape = tuple(xi.shape)
@@ -261,7 +280,7 @@ def _residues(ns: Any, xi: Any, bits: int, moduli: Sequence[int]) -> Any:
         )
     digits = _digits(ns, xi, _DIGIT_BITS, nd)
     stack = ns.reshape(ns.stack(digits, axis=0), (nd, size))
-    y = _f32_matmul(ns, rmat, stack)
+    y = (matmul or ns.matmul)(rmat, stack)
     return ns.reshape(_sym_mod(ns, y, p, inv_p), (len(moduli), *shape))
 
 
@@ -558,8 +577,8 @@ def _crt_f64(ns: Any, res: Any, wmat: Any, mparts: Sequence[int], cs: Sequence[f
 def _run_ozaki2(ns: Any, kind: _Kind, prep: _Prepared, nmod: int, fp64: bool) -> Any:
     bits = _ozaki2_bits(nmod, prep.K)
     moduli = MODULI[:nmod]
-    ra = _residues(ns, _scaled_integers(ns, prep.As, bits), bits, moduli)
-    rb = _residues(ns, _scaled_integers(ns, prep.Bs, bits), bits, moduli)
+    ra = _residues(ns, _scaled_integers(ns, prep.As, bits), bits, moduli, kind.f32_matmul)
+    rb = _residues(ns, _scaled_integers(ns, prep.Bs, bits), bits, moduli, kind.f32_matmul)
     K = prep.K
     residues = []
     # one modulus at a time: the temporaries stay the size of one result, not N of them
@@ -586,7 +605,7 @@ def _run_ozaki2(ns: Any, kind: _Kind, prep: _Prepared, nmod: int, fp64: bool) ->
     if fp64:
         wmat = ns.asarray(wparts, dtype=ns.float64)
         flat = [ns.reshape(r, (size,)) for r in residues]
-        if _is_jax(ns) or size <= _CRT_CHUNK:
+        if not kind.blocking or size <= _CRT_CHUNK:
             D = _crt_f64(ns, ns.stack(flat, axis=0), wmat, mparts, cs)
             terms = [(ns.reshape(D[j], out_shape), _PART_BITS * j) for j in range(nparts)]
             return _round_terms_f64(ns, terms, shift)
@@ -702,7 +721,7 @@ def emulate(
         raise InvalidArgumentError(
             f"hpcai.precision.matmul: tol must be a number in (0, 1), got {tol!r}"
         )
-    k_ = _Kind(ns, kind)
+    k_ = _Kind(ns, kind, _backend_of(device))
     K = int(a.shape[-1])
     acc = "float64" if fp64 else "int64"
     if method == "native":

@@ -178,18 +178,18 @@ def check_move(x: Array, src: Device, dst: Device, op: str) -> None:
 def _stream_kwargs(op: str, src: Device, dst: Device, stream: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``stream=`` keyword for each side of a move, for backends that honour streams.
 
-    Backends that declare ``supports_stream = True`` (CuPy) take ``stream=`` in
+    Backends whose ``supports_stream`` capability is true (CuPy) take ``stream=`` in
     ``transfer``, ``to_host`` and ``from_host``; a stream for a move between devices
     that have no streams is an error rather than silently ignored.
     """
     if stream is None:
         return {}, {}
-    src_ok = getattr(src._backend, "supports_stream", False)
-    dst_ok = getattr(dst._backend, "supports_stream", False)
+    src_ok = src._backend.supports_stream
+    dst_ok = dst._backend.supports_stream
     if not (src_ok or dst_ok):
         raise InvalidArgumentError(
             f"{op}: stream={stream!r} was given for a move from {src} to {dst}, but neither device "
-            "has streams (only CuPy devices do); pass stream=None"
+            "has streams (their backends do not support them; CuPy devices do); pass stream=None"
         )
     return ({"stream": stream} if src_ok else {}), ({"stream": stream} if dst_ok else {})
 
@@ -214,7 +214,7 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
     t0 = time.perf_counter()
     out: Any = NotImplemented
     path = "direct"
-    if src.spec.backend == dst.spec.backend:
+    if src._backend is dst._backend:
         out = dst._backend.transfer(native, src, dst, **dst_kw)
     if out is NotImplemented:
         path = "host"
@@ -242,10 +242,11 @@ def dlpack_export(
     from ._device import resolve_device
 
     dev = x._device
-    own = dev._backend.dlpack_device(dev)
+    backend = dev._backend
+    own = backend.dlpack_device(dev)
     check_export(x, "__dlpack__", dl_device)
-    emulated = dev.spec.backend == "emulated"
-    if not emulated and (dl_device is None or tuple(dl_device) == own):
+    private = not backend.zero_copy_export
+    if not private and (dl_device is None or tuple(dl_device) == own):
         kwargs: dict[str, Any] = {"stream": stream}
         if max_version is not None:
             kwargs["max_version"] = max_version
@@ -265,15 +266,15 @@ def dlpack_export(
             kwargs.pop("max_version")
             return x._data.__dlpack__(**kwargs)
     if dl_device is None or tuple(dl_device) == (1, 0):
-        # Emulated memory is never shared with the host: an export is a copy, made by the
-        # one movement path (policy-checked, recorded), and flagged as a copy.
+        # Memory that is never shared (emulated devices), or a device asked for the host:
+        # an export is a copy, made by the one movement path (policy-checked, recorded).
         if copy is False:
             raise BufferError(
                 f"__dlpack__: copy=False, but data on {dev} is exported to the host only as a copy "
-                "(emulated device memory is never shared); pass copy=None or True"
+                "(its memory is never shared); pass copy=None or True"
             )
         host = move(x, resolve_device("numpy:cpu"), op="__dlpack__")._data
-        kwargs = {"copy": True} if emulated else {}
+        kwargs = {"copy": True} if private else {}
         if max_version is not None:
             kwargs["max_version"] = max_version
         return host.__dlpack__(**kwargs)

@@ -137,18 +137,15 @@ def _call(fname: str, device: Device, *args: Any, **kwargs: Any) -> Any:
         raise err from None
 
 
-#: Backends whose linear algebra raises on singular input by itself.
-_RAISING_BACKENDS = frozenset({"numpy", "emulated"})
-
-
 def _finite(fname: str, device: Device, inputs: tuple[Any, ...], r: Any) -> Any:
     """Raise :class:`LinAlgError` where a backend returned inf/NaN for finite input.
 
     JAX and CuPy do not raise for singular (or non-positive-definite) matrices; they
-    return inf/NaN. Checking here makes every device behave like NumPy. Inside a traced
+    return inf/NaN. Checking here makes every device behave like NumPy; backends whose
+    ``linalg_raises`` capability is true (NumPy) raise by themselves. Inside a traced
     function (``xp.jit``) values cannot be inspected, so the check is skipped there.
     """
-    if device.spec.backend in _RAISING_BACKENDS or r.__class__ is not device._native_type:
+    if device._backend.linalg_raises or r.__class__ is not device._native_type:
         return r
     ns = device._ns
     if bool(ns.all(ns.isfinite(r))):

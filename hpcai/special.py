@@ -1,9 +1,10 @@
 """``xp.special``: special functions computed on the arrays' own device.
 
 These are the elementwise special functions that SciPy and JAX both provide, with
-SciPy's names and argument order. Each one runs where its inputs live: on JAX devices
-through ``jax.scipy.special``, on CuPy devices through ``cupyx.scipy.special`` and on
-NumPy-backed devices (``numpy:cpu``, emulated accelerators) through ``scipy.special``.
+SciPy's names and argument order. Each one runs where its inputs live, through the module
+the device's backend names in its ``special_functions`` capability: on JAX devices
+``jax.scipy.special``, on CuPy devices ``cupyx.scipy.special``, on NumPy-backed devices
+(``numpy:cpu``, emulated accelerators, plugins holding NumPy arrays) ``scipy.special``.
 Inputs must share one device; results carry the union of their tags.
 
 SciPy looks for this namespace: with ``SCIPY_ARRAY_API=1``, ``scipy.special.erf(x)`` of an
@@ -67,24 +68,20 @@ __all__ = [
     "zeta",
 ]
 
-#: backend name -> (module with the special functions, what to install when it is missing)
-_MODULES: dict[str, tuple[str, str]] = {
-    "jax": ("jax.scipy.special", "pip install jax"),
-    "cupy": ("cupyx.scipy.special", "pip install cupy-cuda12x"),
-}
+#: For NumPy data on a backend that names no module of its own.
 _HOST = ("scipy.special", "pip install scipy")
 _cache: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
-def _function(backend: str, name: str) -> Callable[..., Any]:
-    fn = _cache.get((backend, name))
+def _function(source: tuple[str, str], name: str) -> Callable[..., Any]:
+    module, hint = source
+    fn = _cache.get((module, name))
     if fn is None:
-        module, hint = _MODULES.get(backend, _HOST)
         try:
             mod = importlib.import_module(module)
         except ImportError:
             raise BackendUnavailableError(f"xp.special.{name}: needs {module} ({hint})") from None
-        fn = _cache[(backend, name)] = getattr(mod, name)
+        fn = _cache[(module, name)] = getattr(mod, name)
     return fn
 
 
@@ -97,10 +94,12 @@ def _apply(name: str, *args: Any) -> Array:
         )
     _, dev, tags = same_device(f"special.{name}", arrays)
     natives = [a._data if a.__class__ is Array else a for a in args]
-    backend = dev.spec.backend
-    if backend not in _MODULES and not all(isinstance(a._data, np.ndarray) for a in arrays):
-        raise DTypeError(f"xp.special.{name}: no special-function library for arrays on {dev}")
-    fn = _function(backend, name)
+    source = dev._backend.special_functions
+    if source is None:
+        if not all(isinstance(a._data, np.ndarray) for a in arrays):
+            raise DTypeError(f"xp.special.{name}: no special-function library for arrays on {dev}")
+        source = _HOST
+    fn = _function(source, name)
     try:
         r = fn(*natives)
     except Exception as exc:
