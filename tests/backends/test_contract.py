@@ -338,3 +338,56 @@ def test_the_walk_through_in_docs_runs(tmp_path, monkeypatch) -> None:
         if "toy" in backends._extra:
             backends.unregister_backend("toy")
         xp.configure(data={})
+
+
+def test_protocol_style_plugins_get_the_contracts_defaults() -> None:
+    """A plugin written against the earlier Protocol form (no base class) still loads."""
+
+    class OldStyle:
+        name: ClassVar[str] = "oldstyle"
+        install_hint: ClassVar[str] = "-"
+        native_type: type = np.ndarray
+        supports_stream: ClassVar[bool] = True
+
+        def available(self) -> bool:
+            return True
+
+        def device_specs(self, config: Mapping[str, Any]) -> list[DeviceSpec]:
+            return []
+
+        def namespace(self, device: Any) -> Any:
+            return compat_np
+
+        def adopt(self, device: Any, native: Any) -> Any:
+            return np.asarray(native)
+
+        def create(self, device: Any, fname: str, *args: Any, **kwargs: Any) -> Any:
+            return getattr(compat_np, fname)(*args, **kwargs)
+
+        def from_host(self, host: np.ndarray, device: Any, *, copy: bool | None) -> Any:
+            return np.array(host, copy=True)
+
+        def to_host(self, native: Any, device: Any) -> np.ndarray:
+            return np.array(native, copy=True)
+
+        def transfer(self, native: Any, src: Any, dst: Any) -> Any:
+            return NotImplemented
+
+        def setitem(self, device: Any, native: Any, key: Any, value: Any) -> Any:
+            native[key] = value
+            return native
+
+        def dlpack_device(self, device: Any) -> tuple[int, int]:
+            return (1, 0)
+
+        def is_native(self, obj: Any) -> bool:
+            return False
+
+    backends.register_backend("oldstyle", OldStyle)
+    try:
+        b = backends.get_backend("oldstyle")
+        assert isinstance(b, OldStyle) and isinstance(b, Backend)
+        assert b.supports_stream  # its own members come first
+        assert not b.host_memory and not b.supports_jit and b.device_of(np.zeros(1)) is None
+    finally:
+        backends.unregister_backend("oldstyle")
