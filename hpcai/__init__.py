@@ -17,8 +17,7 @@ __version__ = "0.1.0"
 
 import math as _math
 
-from . import audit, errors, fft, linalg, precision, residency, special
-from . import energy
+from . import audit, energy, errors, fft, linalg, precision, residency, special
 from ._advisor import Advice, advise, run
 from ._array import Array
 from ._config import configure, get_config
@@ -36,13 +35,13 @@ from ._indexing_functions import __all__ as _indexing_all
 from ._info import *
 from ._info import __all__ as _info_all
 from ._jit import jit
-from ._record import record
 from ._linalg_functions import *
 from ._linalg_functions import __all__ as _linalg_fn_all
 from ._manipulation_functions import *
 from ._manipulation_functions import __all__ as _manipulation_all
 from ._nan_functions import *
 from ._nan_functions import __all__ as _nan_all
+from ._record import record
 from ._searching_functions import *
 from ._searching_functions import __all__ as _searching_all
 from ._set_functions import *
@@ -109,3 +108,8 @@ __all__ = sorted(
         *_utility_all,
     }
 )
+
+# In a Dask worker or scheduler (distributed imported first, hpcai imported when an Array
+# arrives), the Array serializer that checks covered data on arrival must be in place.
+if "distributed" in __import__("sys").modules:
+    from . import distributed as _distributed

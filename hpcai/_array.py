@@ -147,17 +147,19 @@ def _operand(fname: str, self: Array, other: object) -> Any:
     return NotImplemented
 
 
-def _rebuild(host: np.ndarray, device: str, tags: TagSet | None) -> Array:
+def _rebuild(host: np.ndarray, device: str, tags: TagSet | None, carried: dict[str, Any] | None = None) -> Array:
     """Unpickle an Array onto the device it was pickled from.
 
     The receiving process decides, under its own policy, whether data with these tags may
-    be on that device (a placement decision, audited when covered); nothing is created
-    when it refuses.
+    be on that device (a placement decision, audited when covered), and the rules that
+    covered the data where it was pickled (*carried*) must hold here too, so that a
+    process without hpcai configuration does not accept everything; nothing is created
+    when either refuses.
     """
     dev = resolve_device(device)
-    from .residency import check_placement
+    from .residency._carried import check_arrival
 
-    check_placement(tags, dev, operation="unpickle", nbytes=int(host.nbytes))
+    check_arrival(tags, dev, carried, operation="unpickle", nbytes=int(host.nbytes))
     if dev.is_host:
         return _wrap(host, dev, tags)
     return _wrap(dev._backend.from_host(host, dev, copy=True), dev, tags)
@@ -729,7 +731,12 @@ class Array:
         dev = self._device
         _transfer.check_export(self, "pickle")
         host = dev._backend.to_host(self._data, dev)
-        return (_rebuild, (np.asarray(host), dev.spec.name, self._tags))
+        from .residency._carried import carried_rules
+
+        carried = carried_rules(self._tags)
+        if carried is None:
+            return (_rebuild, (np.asarray(host), dev.spec.name, self._tags))
+        return (_rebuild, (np.asarray(host), dev.spec.name, self._tags, carried))
 
     def __repr__(self) -> str:
         """A readable representation with dtype, device and tags.

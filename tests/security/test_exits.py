@@ -71,12 +71,12 @@ def test_unpickling_is_decided_by_the_receiving_process(policy: Path, config) ->
 
 def test_control_unpickle_without_the_decision(policy: Path, config, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not vacuous: without the placement decision the personal data lands on emulated:1."""
-    from hpcai import residency
+    from hpcai.residency import _carried
 
     config("")
     blob = pickle.dumps(xp.asarray([1.0, 2.0], device="emulated:1", tags={"classification": "personal"}))
     config(ATTACK_POLICY)
-    monkeypatch.setattr(residency, "check_placement", lambda *a, **k: None)
+    monkeypatch.setattr(_carried, "check_arrival", lambda *a, **k: None)
     assert str(pickle.loads(blob).device) == "emulated:1"
 
 

@@ -1,0 +1,202 @@
+"""Residency on a real Dask cluster of processes: a scheduler, an EU worker, a US worker and a
+worker without hpcai configuration, each with its own HPCAI_CONFIG (or none). Covered data
+must never be held by the US or the unconfigured worker, whichever path it takes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import hpcai as xp  # noqa: E402
+import hpcai.distributed as hd  # noqa: E402
+from hpcai.errors import ResidencyError  # noqa: E402
+
+RULES = """
+[[policy.rules]]
+name = "gdpr-personal"
+match = "classification=personal"
+compute = "jurisdiction=EU"
+"""
+SITES = {
+    "eu": '[site]\ncountry = "DE"\njurisdiction = "EU"\nprovider = "onprem"\n',
+    "us": '[site]\ncountry = "US"\njurisdiction = "US"\nprovider = "hyperscaler"\n',
+}
+
+
+class Cluster:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sched = tmp / "scheduler.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HPCAI_")}
+        self.procs["scheduler"] = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--scheduler-file", str(self.sched), "--no-dashboard"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "scheduler.log", "wb"),
+        )
+        for name in ("eu", "us", "bare"):
+            wenv = dict(env, HPCAI_STATE_DIR=str(tmp / f"state-{name}"))
+            if name in SITES:
+                cfg = tmp / f"{name}.toml"
+                cfg.write_text(SITES[name] + RULES + f'[audit]\npath = "{tmp / f"audit-{name}.jsonl"}"\n')
+                wenv["HPCAI_CONFIG"] = str(cfg)
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.sched),
+                 "--name", name, "--nthreads", "2", "--preload", "hpcai.distributed", "--no-dashboard",
+                 "--host", "127.0.0.1"],
+                env=wenv, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "wb"),
+            )
+        deadline = time.time() + 60
+        while not self.sched.exists():
+            if time.time() > deadline:
+                raise RuntimeError("the scheduler did not start: " + (tmp / "scheduler.log").read_text()[-2000:])
+            time.sleep(0.1)
+        time.sleep(0.3)
+        self.client = distributed.Client(scheduler_file=str(self.sched), timeout=30)
+        self.client.wait_for_workers(3, timeout=90)
+        self.client.register_plugin(hd.CoveredDataRecorder())
+
+    def addr(self) -> dict[str, str]:
+        return {w["name"]: a for a, w in self.client.scheduler_info()["workers"].items()}
+
+    def seen(self) -> dict[str, list[Any]]:
+        names = {a: n for n, a in self.addr().items()}
+        return {names[a]: v for a, v in self.client.run(hd.CoveredDataRecorder.seen).items()}
+
+    def close(self) -> None:
+        self.client.close()
+        for p in reversed(list(self.procs.values())):
+            p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(autouse=True)
+def eu_client(tmp_path: Path) -> None:
+    """This process (the client) is in the EU, under the same rules."""
+    import tomllib
+
+    data = tomllib.loads(SITES["eu"] + RULES)
+    xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")}})
+
+
+def _personal(n: int = 64) -> Any:
+    return xp.tag(xp.reshape(xp.arange(float(n * n)), (n, n)), classification="personal")
+
+
+def _assert_never_outside_eu(c: Cluster) -> None:
+    seen = c.seen()
+    assert seen["us"] == [] and seen["bare"] == [], seen
+    assert sorted(c.addr()) == ["bare", "eu", "us"]  # every worker is alive
+
+
+def test_workers_advertise_the_rules_their_own_site_satisfies(cluster: Cluster) -> None:
+    res = {w["name"]: w["resources"] for w in cluster.client.scheduler_info()["workers"].values()}
+    assert res == {"eu": {"hpcai-rule-gdpr-personal": hd.RESOURCE_AMOUNT}, "us": {}, "bare": {}}
+    assert hd.resources_for(_personal()) == {"hpcai-rule-gdpr-personal": 1.0}
+    assert hd.resources_for(xp.ones(3)) == {}
+
+
+def test_a_pipeline_runs_on_allowed_workers_and_keeps_its_tags(cluster: Cluster) -> None:
+    c = cluster.client
+    x = _personal()
+    res = hd.resources_for(x)
+    fx = c.scatter(x, workers=[cluster.addr()["eu"]], hash=False)
+    # many small tasks: idle workers would steal them if the restriction did not hold
+    parts = [c.submit(lambda a, i: a * i + 1.0, fx, i, resources=res, pure=False) for i in range(40)]
+    total = c.submit(lambda ps: xp.sum(xp.stack([xp.sum(p) for p in ps])), parts, resources=res)
+    mm = c.submit(lambda a: a @ a.T, fx, resources=res)
+    out, m = total.result(timeout=60), mm.result(timeout=60)
+    assert dict(out.tags) == {"classification": frozenset({"personal"})} and str(out.device) == "numpy:cpu"
+    ref = sum(float(xp.sum(x * i + 1.0)) for i in range(40))
+    assert abs(float(out) - ref) < 1e-6 * abs(ref)
+    assert dict(m.tags) == {"classification": frozenset({"personal"})} and m.shape == (64, 64)
+    placed = {ws for ws in c.who_has(parts).values() for ws in ws}
+    assert placed == {cluster.addr()["eu"]}
+    _assert_never_outside_eu(cluster)
+
+
+@pytest.mark.parametrize("worker", ["us", "bare"])
+def test_scatter_to_a_denied_worker_lands_as_a_refusal(cluster: Cluster, worker: str) -> None:
+    """The US worker's own policy refuses; the unconfigured worker refuses by the rules that
+    travel with the data (it has no [site], so jurisdiction=EU cannot hold)."""
+    c = cluster.client
+    f = c.scatter(_personal(8), workers=[cluster.addr()[worker]], hash=False)
+    kind = c.run(lambda dask_worker, k=f.key: type(dask_worker.data[k]).__name__, workers=[cluster.addr()[worker]])
+    assert list(kind.values()) == ["RefusedData"]
+    with pytest.raises(ResidencyError, match="gdpr-personal"):
+        c.submit(lambda a: a + 1, f, workers=[cluster.addr()[worker]], pure=False).result(timeout=60)
+    _assert_never_outside_eu(cluster)
+
+
+def test_dependency_fetch_and_replicate_to_a_denied_worker_are_refused(cluster: Cluster) -> None:
+    c = cluster.client
+    addr = cluster.addr()
+    f = c.scatter(_personal(8), workers=[addr["eu"]], hash=False)
+    for worker in ("us", "bare"):
+        g = c.submit(lambda a: a * 2, f, workers=[addr[worker]], allow_other_workers=False, pure=False)
+        with pytest.raises(ResidencyError, match="refused on arrival"):
+            g.result(timeout=60)
+    c.replicate([f], n=3)
+    kinds = c.run(lambda dask_worker, k=f.key: type(dask_worker.data[k]).__name__ if k in dask_worker.data else None)
+    names = {a: n for n, a in addr.items()}
+    kinds = {names[a]: k for a, k in kinds.items()}
+    assert kinds["eu"] == "Array" and kinds["us"] in ("RefusedData", None) and kinds["bare"] in ("RefusedData", None)
+    _assert_never_outside_eu(cluster)
+
+
+def test_covered_data_embedded_in_a_graph_fails_closed(cluster: Cluster) -> None:
+    """The scheduler unpickles graphs; it has no hpcai configuration, so the carried rules refuse
+    the embedded data there: the submit fails, no worker receives it, every worker stays up."""
+    c = cluster.client
+    fut = c.submit(lambda a: a + 1, _personal(8), workers=[cluster.addr()["us"]], pure=False)
+    with pytest.raises(Exception) as info:
+        fut.result(timeout=60)
+    assert "deserializ" in str(info.value).lower() or isinstance(info.value, ResidencyError)
+    _assert_never_outside_eu(cluster)
+
+
+def test_untagged_data_goes_anywhere(cluster: Cluster) -> None:
+    c = cluster.client
+    f = c.scatter(xp.ones(5), workers=[cluster.addr()["us"]], hash=False)
+    assert float(c.submit(lambda a: xp.sum(a), f, workers=[cluster.addr()["us"]]).result(timeout=60)) == 5.0
+
+
+def test_kill_9_of_the_eu_worker_mid_run_and_the_job_completes(cluster: Cluster) -> None:
+    """The nanny restarts the killed worker; its preload advertises the rule again, so the
+    restricted tasks wait for it (never run on the US worker) and complete."""
+    c = cluster.client
+    res = hd.resources_for(_personal(2))
+    # made by a task (not scattered, so recomputable): the job survives the worker's death
+    make = c.submit(lambda: xp.tag(xp.reshape(xp.arange(1024.0), (32, 32)), classification="personal"),
+                    resources=res, pure=False)
+    slow = [c.submit(lambda a, i: (__import__("time").sleep(0.1), a + i)[1], make, i, resources=res, pure=False)
+            for i in range(20)]
+    time.sleep(0.5)
+    pids = c.run(os.getpid, workers=[cluster.addr()["eu"]])
+    os.kill(next(iter(pids.values())), signal.SIGKILL)
+    results = c.gather(slow, errors="raise")
+    assert len(results) == 20 and all(dict(r.tags) == {"classification": frozenset({"personal"})} for r in results)
+    _assert_never_outside_eu(cluster)
