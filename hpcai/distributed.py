@@ -73,7 +73,7 @@ def _serialize(x: Any) -> tuple[dict[str, Any], list[Any]]:
         "carried": carried_rules(x._tags),
         "sender": socket.gethostname(),
     }
-    return header, [memoryview(host.reshape(-1).view(np.uint8)) if host.size else b""]
+    return header, [host.reshape(-1).view(np.uint8).data if host.size else b""]
 
 
 def _deserialize(header: Mapping[str, Any], frames: list[Any]) -> Any:
