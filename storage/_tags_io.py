@@ -5,7 +5,10 @@ to keep it, chosen per endpoint:
 
 * S3: object tags ``hpcai.<key> = value[+value...]`` sent in the same ``PutObject`` as the
   data (so data and tags appear together), plus a ``x-amz-meta-hpcai-tags`` JSON copy for
-  stores without tagging support (``tag_store = "metadata"`` uses only the latter);
+  stores without tagging support (``tag_store = "metadata"`` uses only the latter). A
+  multipart upload sends them when it starts, and sets the object tags again once it is
+  complete: Ceph RGW drops tags given to ``CreateMultipartUpload`` (the metadata copy
+  survives, so readers, who take the union, are never under-told);
 * POSIX: extended attributes ``user.hpcai.<key>`` set on a temporary file that is then
   renamed into place (atomic), or a hidden sidecar ``.hpcai-tags.<name>.json`` written
   *before* the data where the file system has no user xattrs;
@@ -31,6 +34,8 @@ import urllib.parse
 import uuid
 from collections.abc import Mapping
 from typing import Any, BinaryIO
+
+import fsspec.asyn
 
 from hpcai._tags import TagSet, as_mapping, union
 from hpcai.errors import HpcaiError, InvalidArgumentError, StorageError
@@ -59,6 +64,10 @@ XATTR_PREFIX = "user.hpcai."
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9 _.:/=@-]+$")
 _SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,100}$")
 _S3_MAX_TAGS = 10
+#: S3's smallest multipart part: no upload below this size is a multipart one.
+_S3_MIN_PART = 5 * 2**20
+#: The part size of :meth:`S3TagBackend.put` and ``put_file`` (s3fs's default for ``pipe_file``).
+_S3_CHUNK = 50 * 2**20
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,7 +104,11 @@ def check_key(key: str) -> None:
 
 
 def encode_value(values: frozenset[str] | list[str]) -> str:
-    """``"DE"``, ``"DE+FR"``, or ``"b64:..."`` for values outside the S3 tag character set."""
+    """``"DE"``, ``"DE+FR"``, or ``"b64:..."`` for values outside the S3 tag character set.
+
+    ``+`` joins values and is never part of one written plainly (a value holding ``+``, or
+    any character outside ``[A-Za-z0-9 _.:/=@-]``, makes the whole set ``b64:``).
+    """
     vs = sorted(values)
     if vs and all(_SAFE_VALUE.match(v) and not v.startswith("b64:") for v in vs):
         return "+".join(vs)
@@ -134,13 +147,28 @@ def node_tags(meta: Mapping[str, Any], where: str) -> TagSet | None:
     return tags_from_json(h.get("tags"), where)
 
 
-def _s3_tagging(tags: TagSet | None) -> str | None:
+def _s3_tag_pairs(tags: TagSet | None) -> dict[str, str] | None:
+    """``{"hpcai.<key>": encoded values}``, or ``None`` when there are none or more than S3 allows."""
     m = as_mapping(tags)
     if not m or len(m) > _S3_MAX_TAGS:
         return None
     for k in m:
         check_key(k)
-    return urllib.parse.urlencode({S3_TAG_PREFIX + k: encode_value(v) for k, v in m.items()})
+    return {S3_TAG_PREFIX + k: encode_value(v) for k, v in m.items()}
+
+
+def _tagging_query(pairs: Mapping[str, str]) -> str:
+    """The ``x-amz-tagging`` header: a query string, percent-encoded throughout.
+
+    Not ``urlencode``'s default ``+`` for a space: S3 decodes it, Ceph RGW does not (a value
+    ``"climate model/v2"`` came back from RGW 16.2 as ``"climate+model/v2"``, i.e. two values).
+    """
+    return urllib.parse.urlencode(dict(pairs), quote_via=urllib.parse.quote, safe="")
+
+
+def _s3_tagging(tags: TagSet | None) -> str | None:
+    pairs = _s3_tag_pairs(tags)
+    return None if pairs is None else _tagging_query(pairs)
 
 
 def _meta_json(tags: TagSet | None) -> str:
@@ -178,6 +206,12 @@ class TagBackend:
         """The tags stored with the object at *path* (``None`` if untagged)."""
         raise NotImplementedError
 
+    async def read_places(self, path: str) -> dict[str, TagSet | None]:
+        """The tags recorded in each place this backend keeps them for *path*, by place
+        (``"object-tags"``, ``"metadata"``, ``"xattr"``, ``"sidecar"``): :meth:`read` is their
+        union. For checks that every copy holds the whole tag set (the conformance suite)."""
+        return {self.kind: await self.read(path)}
+
     async def removed(self, path: str) -> None:
         """Called after the object at *path* was deleted (drop a sidecar)."""
 
@@ -203,13 +237,16 @@ class _GuardedWriter(io.RawIOBase):
         self._on_commit = on_commit
         self._on_discard = on_discard
         self._done = False
+        self.nbytes = 0  # written so far (what on_commit may need to know)
 
     def writable(self) -> bool:
         return True
 
     def write(self, b: Any) -> int:  # type: ignore[override]
         n = self._f.write(b)
-        return len(b) if n is None else int(n)
+        n = memoryview(b).nbytes if n is None else int(n)
+        self.nbytes += n
+        return n
 
     def tell(self) -> int:
         return int(self._f.tell())
@@ -289,21 +326,56 @@ class S3TagBackend(TagBackend):
     async def put(self, path: str, data: bytes, tags: TagSet | None, *, durable: bool = False) -> None:
         kw = self._kwargs(tags)
         try:
-            await self.fs._pipe_file(path, data, **kw)
+            await self.fs._pipe_file(path, data, chunksize=_S3_CHUNK, **kw)
         except OSError as exc:
             if "Tagging" in kw and self._auto and self._unsupported(exc):
                 self.kind = "metadata"
                 kw.pop("Tagging")
-                await self.fs._pipe_file(path, data, **kw)
+                await self.fs._pipe_file(path, data, chunksize=_S3_CHUNK, **kw)
             else:
                 raise
+        if "Tagging" in kw and len(data) >= 2 * _S3_CHUNK:  # s3fs went multipart
+            await self._retag_completed(path, tags)
 
     async def put_file(self, lpath: str, path: str, tags: TagSet | None) -> None:
-        await self.fs._put_file(lpath, path, **self._kwargs(tags))
+        kw = self._kwargs(tags)
+        size = os.path.getsize(lpath)
+        await self.fs._put_file(lpath, path, chunksize=_S3_CHUNK, **kw)
+        if "Tagging" in kw and size >= 2 * _S3_CHUNK:  # may have been multipart (s3fs may grow the part size)
+            await self._retag_completed(path, tags)
 
     def open_write(self, path: str, tags: TagSet | None, **kwargs: Any) -> BinaryIO:
-        f = self.fs.open(path, "wb", **kwargs, **self._kwargs(tags))
-        return _GuardedWriter(f)  # type: ignore[return-value]
+        kw = self._kwargs(tags)
+        f = self.fs.open(path, "wb", **kwargs, **kw)
+        if "Tagging" not in kw:
+            return _GuardedWriter(f)  # type: ignore[return-value]
+        writer: list[_GuardedWriter] = []
+
+        def commit() -> None:
+            # a buffered write of a block or more went multipart (no part is under 5 MiB)
+            if writer[0].nbytes >= _S3_MIN_PART:
+                fsspec.asyn.sync(self.fs.loop, self._retag_completed, path, tags)
+
+        writer.append(_GuardedWriter(f, commit))
+        return writer[0]  # type: ignore[return-value]
+
+    async def _retag_completed(self, path: str, tags: TagSet | None) -> None:
+        """Set the hpcai object tags of a freshly completed multipart upload (it has no others).
+
+        ``CreateMultipartUpload`` takes ``Tagging`` on AWS S3 and moto, but Ceph RGW (16.2)
+        drops it while keeping the metadata; ``PutObjectTagging`` afterwards works on all.
+        """
+        pairs = _s3_tag_pairs(tags)
+        if pairs is None or self.kind != "object-tags":
+            return
+        bucket, key, _ = self.fs.split_path(path)
+        tagset = [{"Key": k, "Value": v} for k, v in sorted(pairs.items())]
+        try:
+            await self.fs._call_s3("put_object_tagging", Bucket=bucket, Key=key, Tagging={"TagSet": tagset})
+        except OSError as exc:
+            if not (self._auto and self._unsupported(exc)):
+                raise
+            self.kind = "metadata"
 
     async def _object_tags(self, bucket: str, key: str) -> tuple[set[tuple[str, str]], list[dict[str, str]]]:
         """The hpcai pairs among the object's tags, and the object's whole tag set."""
@@ -341,7 +413,11 @@ class S3TagBackend(TagBackend):
         return frozenset(pairs) or None
 
     async def retag(self, path: str, tags: TagSet | None) -> None:
-        """Replace the hpcai tags and metadata copy in one server-side ``CopyObject`` onto itself."""
+        """Replace the hpcai tags and metadata copy: a server-side ``CopyObject`` onto itself (new
+        metadata and, where the store honours ``x-amz-tagging`` on a copy, new tags in one step),
+        then ``PutObjectTagging``: Ceph RGW 16.2 ignores the tags sent with a copy and drops the
+        object's tags when the metadata is replaced. In between, the metadata copy already holds
+        the new tags, so readers (who take the union) are never under-told."""
         bucket, key, _ = self.fs.split_path(path)
         head = await self.fs._call_s3("head_object", Bucket=bucket, Key=key)
         if int(head.get("ContentLength") or 0) > 5 * 2**30:
@@ -362,6 +438,7 @@ class S3TagBackend(TagBackend):
         for h in ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl"):
             if head.get(h):
                 kw[h] = head[h]
+        merged: dict[str, str] | None = None
         if self.kind == "object-tags":
             try:
                 _, tagset = await self._object_tags(bucket, key)
@@ -370,13 +447,27 @@ class S3TagBackend(TagBackend):
                     raise
                 tagset = []
             keep = {t["Key"]: t["Value"] for t in tagset if not t.get("Key", "").startswith(S3_TAG_PREFIX)}
-            ours = _s3_tagging(tags) if tags else None
-            merged = urllib.parse.urlencode(keep)
-            if ours:
-                merged = f"{merged}&{ours}" if merged else ours
+            merged = {**keep, **(_s3_tag_pairs(tags) or {})}
             kw["TaggingDirective"] = "REPLACE"
-            kw["Tagging"] = merged
+            kw["Tagging"] = _tagging_query(merged)
         await self.fs._call_s3("copy_object", **kw)
+        if merged is not None and self.kind == "object-tags":
+            if merged:
+                tagset = [{"Key": k, "Value": v} for k, v in sorted(merged.items())]
+                await self.fs._call_s3("put_object_tagging", Bucket=bucket, Key=key, Tagging={"TagSet": tagset})
+            else:
+                await self.fs._call_s3("delete_object_tagging", Bucket=bucket, Key=key)
+
+    async def read_places(self, path: str) -> dict[str, TagSet | None]:
+        bucket, key, _ = self.fs.split_path(path)
+        out: dict[str, TagSet | None] = {}
+        if self.kind == "object-tags":
+            pairs, _ = await self._object_tags(bucket, key)
+            out["object-tags"] = frozenset(pairs) or None
+        head = await self.fs._call_s3("head_object", Bucket=bucket, Key=key)
+        raw = (head.get("Metadata") or {}).get(S3_META_KEY)
+        out["metadata"] = None if raw is None else tags_from_json(json.loads(raw), f"s3://{bucket}/{key} metadata")
+        return out
 
 
 _xattr_ok: dict[int, bool] = {}
@@ -648,6 +739,34 @@ class LocalTagBackend(TagBackend):
 
     async def read(self, path: str) -> TagSet | None:
         return await asyncio.to_thread(self.read_sync, path)
+
+    def _read_places_sync(self, path: str) -> dict[str, TagSet | None]:
+        rel = self.b.rel(path)
+        out: dict[str, TagSet | None] = {}
+        with self.b.parent(rel, "read tags", follow_last=True) as (dfd, name):
+            use_x = self._use_xattr(dfd)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC, dir_fd=dfd)
+            try:
+                x = _read_xattrs(fd)
+            finally:
+                os.close(fd)
+            if use_x or x:
+                out["xattr"] = frozenset(x) or None
+            if name != ".":
+                try:
+                    sfd = os.open(self._sidecar_name(name), os.O_RDONLY | os.O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC,
+                                  dir_fd=dfd)
+                except FileNotFoundError:
+                    sfd = -1
+                if sfd >= 0:
+                    with os.fdopen(sfd, "rb") as f:
+                        out["sidecar"] = tags_from_json(json.loads(f.read()), sidecar_path(path))
+                elif not use_x:
+                    out["sidecar"] = None
+        return out
+
+    async def read_places(self, path: str) -> dict[str, TagSet | None]:
+        return await asyncio.to_thread(self._read_places_sync, path)
 
     def retag_sync(self, path: str, tags: TagSet | None) -> None:
         """Make the stored tags of *path* exactly *tags* (xattrs and sidecar alike)."""

@@ -9,6 +9,9 @@ it (a real server or directory). Each test works under its own fresh prefix::
         def endpoint_tables(self, s3_eu):
             return "onprem", {"endpoints": {"onprem": {...}}}
 
+:class:`RGWServer` reaches a Ceph RGW started by ``ci/rgw.sh start DIR`` (``HPCAI_TEST_RGW=DIR``
+for the tests; see docs/rgw.md).
+
 The suite configures a residency policy of its own: data tagged ``classification=secret``
 may be stored nowhere (and computed on-prem only); ``classification=personal`` may be computed only in
 the EU (``emulated:1`` is configured as a US device) and stored in the EU or US (covered, so audited).
@@ -17,7 +20,11 @@ the EU (``emulated:1`` is configured as a US device) and stored in the EU or US 
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ import numpy as np
 import pytest
 
 import hpcai as xp
+from hpcai._tags import as_mapping
 from hpcai.errors import (
     ArrayIndexError,
     ChecksumError,
@@ -35,18 +43,21 @@ from hpcai.errors import (
     UnknownEndpointError,
 )
 
-from . import filesystem, load, open, save, tags
+from . import copy, filesystem, load, open, save, tags, untag
 
 __all__ = [
     "EU",
     "KEY",
     "KEY_ENV",
     "POLICY",
+    "RGW_ENV",
     "SECRET",
     "SECRET_ENV",
     "US",
     "EndpointTests",
+    "RGWServer",
     "StorageContext",
+    "rgw_from_env",
     "s3_table",
 ]
 
@@ -59,17 +70,104 @@ EU = {"country": "DE", "jurisdiction": "EU", "provider": "onprem"}
 US = {"country": "US", "jurisdiction": "US", "provider": "hyperscaler"}
 
 
+#: Names a running Ceph RGW for the tests: the directory given to ``ci/rgw.sh start`` or its ``env`` file.
+RGW_ENV = "HPCAI_TEST_RGW"
+
+
 def s3_table(server: Any, bucket: str, attributes: dict[str, str], **extra: Any) -> dict[str, Any]:
-    """The ``[endpoints.<name>]`` table of an S3 endpoint on a moto server (credentials from
-    :data:`KEY_ENV` / :data:`SECRET_ENV`, which the test exports)."""
+    """The ``[endpoints.<name>]`` table of an S3 endpoint on a test server (a moto
+    :class:`~hpcai.storage.S3Server` or an :class:`RGWServer`), credentials from
+    :data:`KEY_ENV` / :data:`SECRET_ENV`, which the test exports."""
+    region = getattr(server, "region", "us-east-1")
     return {
         "url": f"s3://{bucket}",
-        "options": {"endpoint_url": server.url, "client_kwargs": {"region_name": "us-east-1"}},
+        "options": {"endpoint_url": server.url, "client_kwargs": {"region_name": region}},
         "credentials": {"key_env": KEY_ENV, "secret_env": SECRET_ENV},
         "attributes": attributes,
         "retry": {"attempts": 3, "initial_delay": 0.02, "max_delay": 0.2},
         **extra,
     }
+
+@dataclass(frozen=True)
+class RGWServer:
+    """A running Ceph RGW as ``ci/rgw.sh start DIR`` describes it in ``DIR/env``.
+
+    >>> srv = RGWServer.from_env_file("/tmp/rgw")  # doctest: +SKIP
+    >>> srv.url  # doctest: +SKIP
+    'http://127.0.0.1:40597'
+    """
+
+    url: str
+    key: str = field(repr=False)
+    secret: str = field(repr=False)
+    region: str = "us-east-1"
+    directory: str = ""
+    version: str = ""
+
+    @classmethod
+    def from_env_file(cls, path: str | os.PathLike[str]) -> RGWServer:
+        """Read ``DIR/env`` (``export HPCAI_RGW_...=...`` lines); *path* is the file or its directory."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "env"
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"RGWServer.from_env_file: cannot read {p} ({exc.strerror}); start a server with "
+                "`ci/rgw.sh start DIR` and give DIR or DIR/env"
+            ) from None
+        values: dict[str, str] = {}
+        for line in text.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["export"]:
+                words = words[1:]
+            for w in words:
+                k, sep, v = w.partition("=")
+                if sep:
+                    values[k] = v
+        need = ("HPCAI_RGW_ENDPOINT", "HPCAI_RGW_ACCESS_KEY", "HPCAI_RGW_SECRET_KEY")
+        missing = [k for k in need if not values.get(k)]
+        if missing:
+            raise InvalidArgumentError(
+                f"RGWServer.from_env_file: {p} does not set {', '.join(missing)}; it should be the env "
+                "file that `ci/rgw.sh start DIR` writes"
+            )
+        return cls(
+            url=values["HPCAI_RGW_ENDPOINT"],
+            key=values["HPCAI_RGW_ACCESS_KEY"],
+            secret=values["HPCAI_RGW_SECRET_KEY"],
+            region=values.get("HPCAI_RGW_REGION") or "us-east-1",
+            directory=values.get("HPCAI_RGW_DIR", str(p.parent)),
+            version=values.get("HPCAI_RGW_VERSION", ""),
+        )
+
+    def client(self) -> Any:
+        """A boto3 S3 client with the server's credentials."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name=self.region,
+                            aws_access_key_id=self.key, aws_secret_access_key=self.secret)
+
+    def create_buckets(self, buckets: Iterable[str]) -> None:
+        """Create *buckets* (those that exist already and are ours are fine), as s3fs would: with
+        the region as ``LocationConstraint``, which RGW checks against its zonegroup's api_name."""
+        from botocore.exceptions import ClientError
+
+        client = self.client()
+        for b in buckets:
+            try:
+                client.create_bucket(Bucket=b, CreateBucketConfiguration={"LocationConstraint": self.region})
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                    raise
+
+
+def rgw_from_env(environ: Mapping[str, str] | None = None) -> RGWServer | None:
+    """The Ceph RGW that :data:`RGW_ENV` names, or ``None`` when it is unset."""
+    value = (os.environ if environ is None else environ).get(RGW_ENV, "").strip()
+    return RGWServer.from_env_file(value) if value else None
+
 
 #: The residency configuration the suite runs under (merged with the endpoint tables).
 POLICY: dict[str, Any] = {
@@ -123,9 +221,34 @@ class StorageContext:
         fs = self.fs()
         return sorted(fs.find(self.path())) if fs.exists(self.path()) else []
 
+    def stored_tags(self, p: str) -> dict[str, Any]:
+        """The tags recorded in each place the endpoint keeps them for the file *p*
+        (``{"object-tags": ..., "metadata": ...}`` on S3, ``xattr``/``sidecar`` on POSIX),
+        each as ``{key: frozenset(values)}``: every place must hold the whole tag set."""
+        fs = self.fs()
+        full = fs._full(self.path(p), "read tags")
+        places = fs._run(fs._s.backend.read_places, full)
+        return {k: dict(as_mapping(v)) for k, v in places.items()}
+
 
 def _rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+#: Tag values along every route through the encodings: plain, with a space and the other
+#: characters S3 tags allow (stored as they are), and with '+', ',' or non-ASCII (stored as b64).
+TRICKY_TAGS: dict[str, Any] = {
+    "project": "climate model/v2",
+    "origin": ["DE", "FR"],
+    "ref": "a=b:c@d/e_f.g-h",
+    "mixed": ["x y", "DE"],
+    "note": "a+b",
+    "place": "Zürich, CH",
+}
+
+
+def _as_sets(t: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    return {k: frozenset([v] if isinstance(v, str) else v) for k, v in t.items()}
 
 
 class EndpointTests:
@@ -185,6 +308,58 @@ class EndpointTests:
             t.write("grüße\n")
         with ep.fs().open(ep.path("notes.txt"), "r") as t:
             assert t.read() == "grüße\n"
+
+    def test_tag_values_round_trip_in_every_place(self, ep: StorageContext) -> None:
+        want = _as_sets(TRICKY_TAGS)
+        ep.fs(tags=TRICKY_TAGS).pipe_file(ep.path("t.bin"), b"abc")
+        assert dict(tags(ep.url("t.bin"))) == want
+        places = ep.stored_tags("t.bin")
+        assert places and all(v == want for v in places.values()), places  # no copy garbled or missing
+        # changing the tags of stored data (S3: a CopyObject onto itself) keeps every value intact
+        del want["note"]
+        assert dict(untag(ep.url("t.bin"), "note", reason="conformance suite")) == want
+        assert dict(tags(ep.url("t.bin"))) == want
+        places = ep.stored_tags("t.bin")
+        assert places and all(v == want for v in places.values()), places
+
+    def test_copies_within_the_endpoint_keep_tags_in_every_place(self, ep: StorageContext) -> None:
+        """A copy within one endpoint (server-side on S3: Ceph RGW ignores the tags sent with a
+        ``CopyObject``) carries the source's tags, plus any added, in every place."""
+        ep.fs(tags=TRICKY_TAGS).pipe_file(ep.path("c/src.bin"), b"payload")
+        copy(ep.url("c/src.bin"), ep.url("c/same.bin"))
+        copy(ep.url("c/src.bin"), ep.url("c/more.bin"), tags={"extra": "copy note"})
+        for name, want in (("same.bin", _as_sets(TRICKY_TAGS)), ("more.bin", _as_sets({**TRICKY_TAGS, "extra": "copy note"}))):
+            assert ep.fs().cat_file(ep.path(f"c/{name}")) == b"payload"
+            assert dict(tags(ep.url(f"c/{name}"))) == want
+            places = ep.stored_tags(f"c/{name}")
+            assert places and all(v == want for v in places.values()), (name, places)
+
+    def test_tagged_writes_big_enough_for_multipart(self, ep: StorageContext, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+        """11 MiB in 5 MiB parts (S3's smallest; Ceph RGW drops the tags a multipart upload starts
+        with): a streamed write, ``pipe_file`` and ``put_file`` all carry their tags everywhere."""
+        from . import _tags_io
+
+        monkeypatch.setattr(_tags_io, "_S3_CHUNK", 5 * 2**20)  # pipe_file/put_file parts (default 50 MiB)
+        data = _rng().bytes(11 * 2**20 + 5)
+        t = {"origin": "DE", "project": "climate model/v2"}
+        want = _as_sets(t)
+        with ep.fs(tags=t).open(ep.path("mp/stream.bin"), "wb", block_size=5 * 2**20) as f:
+            for i in range(0, len(data), 2**20):
+                f.write(data[i : i + 2**20])
+        ep.fs(tags=t).pipe_file(ep.path("mp/pipe.bin"), data)
+        local = tmp_path / "big.bin"
+        local.write_bytes(data)
+        ep.fs(tags=t).put_file(str(local), ep.path("mp/put.bin"))
+        for name in ("stream.bin", "pipe.bin", "put.bin"):
+            info = ep.fs().info(ep.path(f"mp/{name}"))
+            assert info["size"] == len(data)
+            if "ETag" in info:  # S3: a multipart upload's ETag is "<md5 of the part md5s>-<parts>"
+                assert "-" in str(info["ETag"]), (name, info["ETag"])
+            assert ep.fs().cat_file(ep.path(f"mp/{name}")) == data
+            assert dict(tags(ep.url(f"mp/{name}"))) == want
+            places = ep.stored_tags(f"mp/{name}")
+            assert places and all(v == want for v in places.values()), (name, places)
 
     def test_failed_streaming_write_leaves_nothing(self, ep: StorageContext) -> None:
         with pytest.raises(RuntimeError, match="boom"):

@@ -1,4 +1,6 @@
-"""The endpoint conformance suite (hpcai.storage.testing.EndpointTests) on every endpoint type."""
+"""The endpoint conformance suite (hpcai.storage.testing.EndpointTests) on every endpoint type:
+moto S3 (EU on-prem, US cloud, metadata tags), POSIX (xattrs, sidecars) and, when
+``HPCAI_TEST_RGW`` names one (``ci/rgw.sh start DIR``), a real Ceph RGW."""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ EU = {"country": "DE", "jurisdiction": "EU", "provider": "onprem"}
 
 
 class TestOnpremS3(EndpointTests):
-    """The EU on-prem object store (S3 object tags)."""
+    """The EU on-prem object store on moto (S3 object tags)."""
 
     @pytest.fixture
-    def endpoint_tables(self, onprem_table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return "onprem", {"endpoints": {"onprem": onprem_table}}
+    def endpoint_tables(self, moto_onprem_table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "onprem", {"endpoints": {"onprem": moto_onprem_table}}
 
 
 class TestCloudS3(EndpointTests):
@@ -28,13 +30,30 @@ class TestCloudS3(EndpointTests):
 
 
 class TestS3MetadataTags(EndpointTests):
-    """An S3 store without object tagging: tags in object metadata."""
+    """An S3 store without object tagging (moto): tags in object metadata."""
 
     @pytest.fixture
-    def endpoint_tables(self, onprem_table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return "meta", {"endpoints": {"meta": {**onprem_table, "tag_store": "metadata"}}}
+    def endpoint_tables(self, moto_onprem_table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "meta", {"endpoints": {"meta": {**moto_onprem_table, "tag_store": "metadata"}}}
 
 
+class TestCephRGW(EndpointTests):
+    """A real Ceph RGW (S3 object tags); skipped unless HPCAI_TEST_RGW names one."""
+
+    @pytest.fixture
+    def endpoint_tables(self, rgw_table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "onprem", {"endpoints": {"onprem": rgw_table}}
+
+
+class TestCephRGWMetadataTags(EndpointTests):
+    """Ceph RGW with tags in object metadata only; skipped unless HPCAI_TEST_RGW names one."""
+
+    @pytest.fixture
+    def endpoint_tables(self, rgw_table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "meta", {"endpoints": {"meta": {**rgw_table, "tag_store": "metadata"}}}
+
+
+@pytest.mark.endpoint("posix")
 class TestPosixXattr(EndpointTests):
     """A POSIX directory with user extended attributes."""
 
@@ -45,6 +64,7 @@ class TestPosixXattr(EndpointTests):
         return "scratch", {"endpoints": {"scratch": {"url": "file://" + str(root), "attributes": EU, "tag_store": "xattr"}}}
 
 
+@pytest.mark.endpoint("posix")
 class TestPosixSidecar(EndpointTests):
     """A POSIX directory without xattrs: hidden sidecar files."""
 

@@ -17,6 +17,8 @@ from hpcai.storage import S3Server, filesystem, load, save, start_s3_server
 import hpcai as xp
 from hpcai.errors import EndpointUnreachableError, StorageError, StorageNotFoundError
 
+pytestmark = pytest.mark.endpoint("moto")  # its own moto server, stopped and started by the tests
+
 BUCKET = "fault-eu"
 SHAPE, CHUNKS = (6400, 512), (64, 512)  # 100 chunks of 256 KiB
 
