@@ -156,6 +156,10 @@ def _join(d: str, name: str) -> str:
     return f"{d}/{name}" if d else name
 
 
+#: The largest object S3 copies in one CopyObject (5 GiB).
+SERVER_COPY_LIMIT = 5 * 2**30
+
+
 @dataclass(frozen=True)
 class _Grant:
     """Checks already made (and audited) by the caller (``save``/``load``/``copy``) for one path prefix."""
@@ -797,12 +801,24 @@ class EndpointFileSystem(AsyncFileSystem):
         if isinstance(backend, LocalTagBackend) and data is None:
             await self._retry("copy", r2, asyncio.to_thread, backend.copy_sync, f1, f2, t)
         elif isinstance(backend, S3TagBackend) and data is None:
-            # Server-side (CopyObject, or a multipart copy over 5 GiB): no byte passes through here.
-            # The copy carries the source's tags and metadata, which the tags decided here include;
-            # where they differ (tags added), the destination is retagged before this returns.
+            # Server-side CopyObject: no byte passes through here. The copy carries the source's
+            # object tags and metadata; where any place differs from the tags decided here (tags
+            # added, or a server that drops them), the destination is retagged before this returns.
+            # Over 5 GiB S3 needs a multipart copy, which drops tags and metadata and cannot be
+            # retagged in place: refused here (hpcai cp streams such objects instead).
+            if int(info.get("size") or 0) > SERVER_COPY_LIMIT:
+                raise StorageError(
+                    f"copy: {self.endpoint.url_for(r1)} is over 5 GiB: S3 copies it only by a multipart copy, "
+                    "which loses its tags; copy it with hpcai cp (hpcai.storage.copy), which streams it"
+                )
             await self._retry("copy", r2, self._s.afs._cp_file, f1, f2)
-            if await backend.read(f2) != t:
-                await self._retry("copy", r2, backend.retag, f2, t)
+            places = await backend.read_places(f2)
+            if any(v != t for v in places.values()):
+                try:
+                    await self._retry("copy", r2, backend.retag, f2, t)
+                except BaseException:
+                    await self._s.afs._rm_file(f2)  # never leave a copy that is missing its tags
+                    raise
         else:
             if data is None:
                 data = await self._retry("copy", r1, self._s.afs._cat_file, f1)

@@ -19,7 +19,7 @@ from hpcai.errors import InvalidArgumentError, StorageExistsError, StorageNotFou
 
 from . import _taint
 from ._endpoints import SCHEME, Endpoint, parse_url
-from ._filesystem import EndpointFileSystem, endpoint_filesystem, normalize_tags
+from ._filesystem import SERVER_COPY_LIMIT, EndpointFileSystem, endpoint_filesystem, normalize_tags
 from ._tags_io import HIDDEN_PREFIX, LocalTagReader, write_local_tags
 
 __all__ = ["CopyResult", "Entry", "copy", "ls", "rm", "tags", "untag"]
@@ -644,7 +644,7 @@ async def _transfer(
         source = (os.path.join(s.path, sub) if sub else s.path) if isinstance(s, _Local) else (f"{s[1]}/{sub}" if sub else s[1])
         target = os.path.join(dst_rel, sub) if isinstance(d, _Local) and sub else (f"{dst_rel}/{sub}" if sub else dst_rel)
         async with sem:
-            if same:  # server-side: no byte passes through this process
+            if same and size <= SERVER_COPY_LIMIT:  # server-side: no byte passes through this process
                 assert dst_fs is not None
                 await dst_fs._granted(target, t, write=True, decision=decided[t])._cp_file(source, target)
                 report(size)

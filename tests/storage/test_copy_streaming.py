@@ -68,8 +68,10 @@ def _multipart_uploads(table: dict[str, Any]) -> list[Any]:
     """Pending multipart uploads in the bucket behind an endpoint table (asked of the server itself)."""
     import s3fs
 
-    fs = s3fs.S3FileSystem(key=KEY, secret=SECRET, endpoint_url=table["options"]["endpoint_url"],
-                           client_kwargs={"region_name": "us-east-1"}, skip_instance_cache=True)
+    fs = s3fs.S3FileSystem(key=os.environ.get(KEY_ENV, KEY), secret=os.environ.get(SECRET_ENV, SECRET),
+                           endpoint_url=table["options"]["endpoint_url"],
+                           client_kwargs=table["options"].get("client_kwargs") or {"region_name": "us-east-1"},
+                           skip_instance_cache=True)
     bucket = table["url"][len("s3://"):]
     return list(fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []))
 
