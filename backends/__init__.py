@@ -56,6 +56,7 @@ _BUILTINS: dict[str, tuple[str, str, str]] = {
     "emulated": ("hpcai.backends.emulated:EmulatedBackend", "numpy", "pip install numpy"),
     "jax": ("hpcai.backends.jax:JaxBackend", "jax", "pip install 'hpcai[jax]' (or pip install jax)"),
     "cupy": ("hpcai.backends.cupy:CupyBackend", "cupy", "pip install 'hpcai[cupy]' (or pip install cupy-cuda12x)"),
+    "dask": ("hpcai.backends.dask:DaskBackend", "distributed", "pip install 'hpcai[dask]' (or pip install distributed)"),
 }
 
 

@@ -183,6 +183,11 @@ class Backend(ABC):
     #: times are the host's, not the device's, so timings and energy come from the cost
     #: model (:attr:`DeviceSpec.cost`, the preset) and never from measurement.
     simulated: ClassVar[bool] = False
+    #: The backend places data by residency policy itself and needs the data's tags to move
+    #: it (``dask`` scatters the chunks of tagged data only to workers whose own site allows
+    #: them, and computes them back only there): moves to and from its devices go through
+    #: :meth:`move_tagged` instead of :meth:`transfer` / :meth:`to_host` / :meth:`from_host`.
+    places_by_tags: ClassVar[bool] = False
 
     # -- discovery ----------------------------------------------------------------------------
     def available(self) -> bool:
@@ -268,6 +273,15 @@ class Backend(ABC):
         """Move between two devices of this backend, or return ``NotImplemented`` (the
         default) to go through host memory."""
         return NotImplemented
+
+    def move_tagged(self, native: Any, src: Device, dst: Device, tags: TagSet | None) -> Any:
+        """Move *native* from *src* to *dst* (one of them a device of this backend) knowing the
+        data's *tags*, and return the native array on *dst* (only when :attr:`places_by_tags`).
+
+        The core has decided the move under the policy already (nothing moved yet); the
+        backend may refuse further (:class:`~hpcai.errors.ResidencyError`) before any byte moves.
+        """
+        raise NotImplementedError(f"backend {self.name!r} does not place data by tags (places_by_tags is False)")
 
     @abstractmethod
     def dlpack_device(self, device: Device) -> tuple[int, int]:

@@ -378,7 +378,9 @@ def _candidates(devices: Iterable[DeviceLike] | None) -> list[Device]:
         key0: tuple[Any, ...] = (id(_devs.get()), None)
         hit0 = _resolved.get(key0)
         if hit0 is None:
-            hit0 = _resolved[key0] = all_devices()
+            # a device that places data by policy on a cluster (dask) is chosen explicitly, never
+            # automatically: advice does not start or measure a cluster
+            hit0 = _resolved[key0] = [d for d in all_devices() if not d._backend.places_by_tags]
         return hit0
     if isinstance(devices, (list, tuple)):
         key = (id(_devs.get()), *devices)

@@ -188,6 +188,10 @@ def asarray(
                 f"xp.asarray: copy=False but {dev} has its own memory, so the data must be copied there; "
                 "pass copy=None"
             )
+    if new_tags is not None and dev._backend.places_by_tags:
+        # a device that places data by its tags (a cluster) receives tagged data by a move
+        host_array = asarray(obj, dtype=dtype, device=resolve_device("numpy:cpu"), copy=copy, tags=tags)
+        return move(host_array, dev, op="asarray")
     if new_tags is not None:  # tagged data may only be created where the policy allows it
         from .residency import check_placement
 

@@ -150,7 +150,13 @@ def _quirks(ns: Any) -> frozenset[str]:
 
 
 def _probe(ns: Any) -> frozenset[str]:
-    """Run the special cases that backends are known to get wrong; name those that fail."""
+    """Run the special cases that backends are known to get wrong; name those that fail.
+
+    A namespace that computes with hpcai's own functions (the ``dask`` device's, chunk by
+    chunk) follows the standard already and says so: ``follows_hpcai_special_cases = True``.
+    """
+    if getattr(ns, "follows_hpcai_special_cases", False):
+        return frozenset()
     inf = math.inf
     nan = math.nan
 

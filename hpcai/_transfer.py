@@ -35,7 +35,7 @@ class Transfer:
     nbytes: int
     wall_seconds: float
     modelled_seconds: float
-    path: str  # "direct", "host", "zero-copy"
+    path: str  # "direct", "host", "zero-copy", "placed" (a backend that places by tags: dask)
     op: str  # "to_device", "asarray", "from_dlpack", "__dlpack__", ...
 
 
@@ -214,7 +214,12 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
     t0 = time.perf_counter()
     out: Any = NotImplemented
     path = "direct"
-    if src._backend is dst._backend:
+    if dst._backend.places_by_tags or src._backend.places_by_tags:
+        # a backend that places data by policy (a cluster) moves it knowing its tags
+        placer = dst._backend if dst._backend.places_by_tags else src._backend
+        out = placer.move_tagged(native, src, dst, x._tags)
+        path = "placed"
+    elif src._backend is dst._backend:
         out = dst._backend.transfer(native, src, dst, **dst_kw)
     if out is NotImplemented:
         path = "host"

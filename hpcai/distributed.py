@@ -148,6 +148,10 @@ def register() -> None:
 
         dask_serialize.register(Array)(_serialize)
         dask_deserialize.register(Array)(_deserialize)
+        # dask joins and contracts hpcai chunks (finalize, rechunk, reductions) with these
+        from hpcai.backends.dask import register_dispatch
+
+        register_dispatch()
         _registered = True
 
 
