@@ -568,7 +568,8 @@ class DaskBackend(Backend):
         c = self.client()
         deadline = time.monotonic() + float(self._settings().get("timeout", 30))
         while True:
-            workers = c.scheduler_info(n_workers=-1)["workers"]
+            # asked of the scheduler each time (the client's cached identity may lack the workers)
+            workers = c.sync(c.scheduler.identity, n_workers=-1).get("workers", {})
             ok = [a for a, w in workers.items() if all(w.get("resources", {}).get(r, 0) >= n for r, n in need.items())]
             if ok or not wait or time.monotonic() > deadline:
                 break

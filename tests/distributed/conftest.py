@@ -1,0 +1,105 @@
+"""The subprocess cluster the distributed tests share: a scheduler, an EU worker, a US worker and
+a worker without hpcai configuration, each with its own HPCAI_CONFIG (or none), every worker
+started with ``--preload hpcai.distributed`` and recording the covered data it holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hpcai as xp
+
+distributed = pytest.importorskip("distributed")
+
+import hpcai.distributed as hd  # noqa: E402
+
+RULES = """
+[[policy.rules]]
+name = "gdpr-personal"
+match = "classification=personal"
+compute = "jurisdiction=EU"
+"""
+SITES = {
+    "eu": '[site]\ncountry = "DE"\njurisdiction = "EU"\nprovider = "onprem"\n',
+    "us": '[site]\ncountry = "US"\njurisdiction = "US"\nprovider = "hyperscaler"\n',
+}
+
+
+class Cluster:
+    #: The rules every configured process has, and the [site] of each configured worker.
+    rules = RULES
+    sites = SITES
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sched = tmp / "scheduler.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HPCAI_")}
+        self.procs["scheduler"] = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--scheduler-file", str(self.sched), "--no-dashboard"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "scheduler.log", "wb"),
+        )
+        for name in ("eu", "us", "bare"):
+            wenv = dict(env, HPCAI_STATE_DIR=str(tmp / f"state-{name}"))
+            if name in SITES:
+                cfg = tmp / f"{name}.toml"
+                cfg.write_text(SITES[name] + RULES + f'[audit]\npath = "{tmp / f"audit-{name}.jsonl"}"\n')
+                wenv["HPCAI_CONFIG"] = str(cfg)
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.sched),
+                 "--name", name, "--nthreads", "2", "--preload", "hpcai.distributed", "--no-dashboard",
+                 "--host", "127.0.0.1"],
+                env=wenv, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "wb"),
+            )
+        deadline = time.time() + 60
+        while not self.sched.exists():
+            if time.time() > deadline:
+                raise RuntimeError("the scheduler did not start: " + (tmp / "scheduler.log").read_text()[-2000:])
+            time.sleep(0.1)
+        time.sleep(0.3)
+        self.client = distributed.Client(scheduler_file=str(self.sched), timeout=30)
+        self.client.wait_for_workers(3, timeout=90)
+        self.client.register_plugin(hd.CoveredDataRecorder())
+
+    def addr(self) -> dict[str, str]:
+        return {w["name"]: a for a, w in self.client.scheduler_info()["workers"].items()}
+
+    def seen(self) -> dict[str, list[Any]]:
+        names = {a: n for n, a in self.addr().items()}
+        return {names[a]: v for a, v in self.client.run(hd.CoveredDataRecorder.seen).items()}
+
+    def close(self) -> None:
+        self.client.close()
+        for p in reversed(list(self.procs.values())):
+            p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def eu_client(tmp_path: Path) -> None:
+    """This process (the client) is in the EU, under the same rules."""
+    import tomllib
+
+    data = tomllib.loads(SITES["eu"] + RULES)
+    xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")}})
