@@ -384,7 +384,7 @@ class DaskNamespace:
         out_keys = list(itertools.product([name], *[range(len(c)) for c in outchunks]))
         shapes = list(itertools.product(*outchunks))
         dsk = {o: Task(o, _reshape_chunk, TaskRef(i), s) for o, i, s in zip(out_keys, in_keys, shapes)}
-        graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x2])
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x2])  # type: ignore[arg-type]
         return DaskArray(graph, name, outchunks, meta=meta)
 
     def concat(self, arrays: Sequence[Any], /, *, axis: int | None = 0) -> Any:
@@ -589,13 +589,11 @@ class DaskBackend(Backend):
         """*host* cut into chunks (hpcai Arrays with *tags*) scattered to allowed workers only."""
         c = self.client()
         workers = self.allowed_workers(tags, "to_device(\"dask\")", wait=False) if tags else None
-        limit = int(self._settings().get("chunk_size", 0)) or None
-        if isinstance(self._settings().get("chunk_size"), str):
-            from hpcai._config import parse_size
+        from hpcai._config import parse_size
 
-            limit = parse_size(self._settings()["chunk_size"])
+        limit = parse_size(self._settings().get("chunk_size", _DEFAULT_CHUNK))
         want = chunks if chunks is not None else getattr(self._chunks, "value", None)
-        norm = normalize_chunks("auto" if want is None else want, host.shape, limit=limit or _DEFAULT_CHUNK,
+        norm = normalize_chunks("auto" if want is None else want, host.shape, limit=limit,
                                 dtype=host.dtype)
         cpu = _xp.resolve_device("numpy:cpu")
         parts = [wrap(np.array(host[s], copy=True), cpu, tags) for s in slices_from_chunks(norm)]
@@ -603,7 +601,7 @@ class DaskBackend(Backend):
         name = "hpcai-chunks-" + uuid.uuid4().hex
         index = itertools.product(*[range(len(b)) for b in norm])
         dsk = {(name, *i): f for i, f in zip(index, futures)}
-        graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=())  # type: ignore[arg-type]
         arr = DaskArray(graph, name, norm, meta=_meta(host.dtype, host.ndim))
         arr._hpcai_futures = futures  # type: ignore[attr-defined]  # keep the scattered chunks alive
         return arr

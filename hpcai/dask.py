@@ -96,7 +96,7 @@ def close() -> None:
         b = get_backend("dask")
     except Exception:  # nothing was started if the backend cannot load
         return
-    b.close()
+    b.close()  # type: ignore[attr-defined]
 
 
 def from_array(x: Array, chunks: Any = None) -> Array:
