@@ -28,6 +28,7 @@ together); they are dropped without being wrapped, and the refusal is audited th
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -76,8 +77,20 @@ def _serialize(x: Any) -> tuple[dict[str, Any], list[Any]]:
     return header, [host.reshape(-1).view(np.uint8).data if host.size else b""]
 
 
-def _deserialize(header: Mapping[str, Any], frames: list[Any]) -> Any:
-    from ._array import _wrap
+#: Arrivals this process allowed: (device, tags, carried rules, policy hash) -> (Device, tags).
+#: A chunk whose tags and carried rules were allowed on a device under the current
+#: configuration is allowed again without a new decision, so the decision (and its audit
+#: record) is made once per (tags, process, decision), not per chunk; refusals are never
+#: cached, and any configuration change empties the cache.
+_allowed_arrivals: dict[tuple[str, str, str, str], tuple[Any, TagSet | None]] = {}
+
+
+def _forget_arrivals(old: Any, new: Any, via: str) -> None:
+    _allowed_arrivals.clear()
+
+
+def _decide_arrival(header: Mapping[str, Any], nbytes: int) -> tuple[Any, TagSet | None]:
+    """The first arrival of data like this: resolve the device, decide (audited when covered)."""
     from ._device import resolve_device
     from .errors import UnknownDeviceError
     from .residency._carried import check_arrival
@@ -87,19 +100,43 @@ def _deserialize(header: Mapping[str, Any], frames: list[Any]) -> Any:
         dev = resolve_device(str(header["device"]))
     except UnknownDeviceError:  # a device this process lacks: the chunk lands on its host
         dev = resolve_device("numpy:cpu")
+    check_arrival(tags, dev, header.get("carried"), operation="dask-receive", nbytes=nbytes)
+    return dev, tags
+
+
+def _deserialize(header: Mapping[str, Any], frames: list[Any]) -> Any:
     dtype = np.dtype(header["dtype"])
     shape = tuple(int(n) for n in header["shape"])
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    try:
-        check_arrival(tags, dev, header.get("carried"), operation="dask-receive", nbytes=nbytes)
-    except ResidencyError as exc:
-        # Raising here would close the connection (the sender sees a bare CommClosedError, a
-        # dependency fetch retries): a data-less placeholder lands instead, and whatever uses it
-        # gets this refusal.
-        return RefusedData(str(exc), _tags_json(tags), socket.gethostname())
+    count = math.prod(shape)
+    key = (str(header["device"]), repr(header.get("tags")), repr(header.get("carried")), _policy_hash())
+    hit = _allowed_arrivals.get(key)
+    if hit is None:
+        try:
+            hit = _decide_arrival(header, count * dtype.itemsize)
+        except ResidencyError as exc:
+            # Raising here would close the connection (the sender sees a bare CommClosedError, a
+            # dependency fetch retries): a data-less placeholder lands instead, and whatever uses
+            # it gets this refusal.
+            return RefusedData(str(exc), _tags_json(_tags_from(header.get("tags"))), socket.gethostname())
+        if len(_allowed_arrivals) > 4096:
+            _allowed_arrivals.clear()
+        _allowed_arrivals[key] = hit
+    dev, tags = hit
     buf = frames[0] if frames else b""
-    host = np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape).copy()
-    data = host if dev.is_host else dev._backend.from_host(host, dev, copy=True)
+    host = np.frombuffer(buf, dtype=dtype, count=count).reshape(shape).copy()
+    data = host if dev._host else dev._backend.from_host(host, dev, copy=True)
+    return _wrap_array(data, dev, tags)
+
+
+def _policy_hash() -> str:
+    from .residency import current_policy
+
+    return str(current_policy().policy_hash)
+
+
+def _wrap_array(data: Any, dev: Any, tags: TagSet | None) -> Any:
+    from ._array import _wrap
+
     return _wrap(data, dev, tags)
 
 
@@ -259,6 +296,14 @@ async def dask_setup(worker: Any) -> None:
         worker.state.total_resources[k] = v
         worker.state.available_resources[k] = v
 
+
+def _on_config_change_hook() -> None:
+    from . import _config
+
+    _config.on_change(_forget_arrivals)
+
+
+_on_config_change_hook()
 
 try:  # registering costs nothing when distributed is importable; without it this module is inert
     register()
