@@ -135,14 +135,18 @@ def test_untagged_data_goes_to_every_worker(cluster: Cluster) -> None:
 
 
 def test_no_allowed_worker_refuses_before_anything_moves(cluster: Cluster) -> None:
-    before = xp.dask.client().run(lambda dask_worker: len(dask_worker.data))
+    def keys() -> set[str]:
+        held = xp.dask.client().run(lambda dask_worker: [str(k) for k in dask_worker.data])
+        return {k for ks in held.values() for k in ks}
+
+    before = keys()
     x = xp.tag(_host(8), classification="secret")
     t0 = time.monotonic()
     with pytest.raises(ResidencyError, match="secret-onprem") as info:
         x.to_device("dask")
-    assert time.monotonic() - t0 < 2.0  # no wait: the advertised resources are read once
+    assert time.monotonic() - t0 < 5.0  # no wait: the advertised resources are read once
     assert "hpcai-rule-secret-onprem" in str(info.value) and "eu" in str(info.value)
-    assert xp.dask.client().run(lambda dask_worker: len(dask_worker.data)) == before
+    assert keys() - before == set()  # nothing was scattered (earlier tests' keys may be released meanwhile)
 
 
 def test_a_compute_with_no_allowed_worker_gives_up_in_bounded_time(cluster: Cluster) -> None:
