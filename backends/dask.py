@@ -449,6 +449,7 @@ class DaskBackend(Backend):
         self._client: Any = None
         self._cluster: Any = None
         self._key: Any = None
+        self._atexit = False
         self._chunks = threading.local()
         import hpcai.distributed as hd
 
@@ -522,6 +523,11 @@ class DaskBackend(Backend):
                     resources=hd.worker_resources() or None,
                 )
                 self._client = Client(self._cluster, set_as_default=False, timeout=timeout)
+            if not self._atexit:  # the embedded cluster's threads must not outlive the interpreter's streams
+                import atexit
+
+                atexit.register(self.close)
+                self._atexit = True
             self._key = key
             return self._client
 

@@ -77,7 +77,7 @@ class _Dev:
         self.dev = dev
         self.name = dev.spec.name
         self.kind = dev.spec.kind
-        self.emulated = dev.spec.backend == "emulated"
+        self.emulated = dev._backend.simulated
         cost = dev.spec.cost
         cores = os.cpu_count() or 1
         host_flops = float(adv.get("host_flops", cores * 2.5e9 * 16))
@@ -91,7 +91,7 @@ class _Dev:
             self.flops = {"float64": host_flops, "complex128": host_flops / 2, "float32": 2 * host_flops,
                           "complex64": host_flops, "float16": 2 * host_flops, "bfloat16": 2 * host_flops}
             self.bw = host_bw
-            self.launch = 2e-6 if dev.spec.backend == "numpy" else 10e-6
+            self.launch = 2e-6 if dev.is_host else 10e-6
             src = "[advisor]" if "host_flops" in adv else "assumed"
             self.roof_basis = (
                 f"roofline (host CPU: {host_flops / 1e9:.0f} GFLOP/s fp64, {host_bw / 1e9:.0f} GB/s, {src})"
@@ -348,7 +348,7 @@ def _transfer(cache: dict[Any, Any], src: Device, dst: _Dev, nbytes: int, adv: M
 
 
 def _transfer_uncached(src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]) -> tuple[float, str]:
-    if not (dst.emulated or src.spec.backend == "emulated"):
+    if not (dst.emulated or src._backend.simulated):
         t = store().device(dst.name).transfers.get(src.spec.name)
         if t is not None:
             p = t.predict(nbytes)
@@ -612,7 +612,7 @@ def run(
     out = fn(*new_args, **new_kw)
     _record.synchronize(out)
     secs = time.perf_counter() - t0
-    emulated = dev.spec.backend == "emulated"
+    emulated = dev._backend.simulated
     modelled: float | None = None
     if emulated or rec is not None:
         descs, kw = _record.describe(new_args, new_kw)

@@ -203,14 +203,7 @@ def synchronize(obj: Any) -> None:
         return
     if not isinstance(obj, Array):
         return
-    native = obj._data
-    ready = getattr(native, "block_until_ready", None)
-    if ready is not None:
-        ready()
-    elif obj._device.spec.backend == "cupy":
-        import cupy  # the device is a CuPy device: cupy is importable
-
-        cupy.cuda.Device(obj._device.spec.index).synchronize()
+    obj._device._backend.synchronize(obj._device, obj._data)
 
 
 @dataclass(frozen=True)
@@ -271,13 +264,13 @@ class Recorder:
             st = store()
         for fn, descs, kw, device, seconds, modelled, moves in raw:
             fp = footprint_of(op_name(fn), descs, kw)
-            emulated = device.spec.backend == "emulated"
+            emulated = device._backend.simulated
             outlier = False
             if st is not None:
                 if not emulated:  # an emulated device's wall time is the host's: never history
                     outlier = st.add_kernel(device.spec.name, fp.key, seconds, fp.flops, fp.nbytes)
                 for src, nbytes, secs in moves:  # (source, bytes, seconds) of each whole move
-                    if not emulated and not src.startswith("emulated:"):
+                    if not emulated and not _simulated(src):
                         st.add_transfer(src, device.spec.name, nbytes, secs)
             self._samples.append(
                 Sample(
@@ -366,3 +359,14 @@ def record(*, history: bool = True) -> Iterator[Recorder]:
             from ._history import store
 
             rec.files = [str(p) for p in store().flush()]
+
+
+def _simulated(name: str) -> bool:
+    """Whether the device named *name* is simulated (its times are the host's, never history)."""
+    from ._device import resolve_device
+    from .errors import UnknownDeviceError
+
+    try:
+        return bool(resolve_device(name)._backend.simulated)
+    except UnknownDeviceError:
+        return False

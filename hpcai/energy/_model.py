@@ -179,7 +179,7 @@ def power(device: Device | str) -> Power:
     conf = sec.get("power", {})
     if name in conf:
         return Power(float(conf[name]), f'[energy.power] "{name}"')
-    if dev.spec.backend == "emulated" and dev.spec.preset in BOARD_POWER:
+    if dev._backend.simulated and dev.spec.preset in BOARD_POWER:
         w, why = BOARD_POWER[dev.spec.preset]
         return Power(w, f"board power of preset {dev.spec.preset} ({why})")
     if dev.spec.kind == "cpu":

@@ -215,7 +215,7 @@ def _finish(t: _Tracker, report: EnergyReport) -> None:
         if used.spec.kind == "gpu" and gpu_measured:
             continue
         p = power(used)
-        emulated = used.spec.backend == "emulated"
+        emulated = used._backend.simulated
         why = (
             "emulated device: no hardware, so no meter; modelled seconds from its cost model"
             if emulated

@@ -40,12 +40,7 @@ ALLOWED: dict[tuple[str, str], str] = {
 #: compare backend names, with the capabilities that replace those comparisons. Their
 #: branches are tolerated while this lists them (and the modules need not exist): remove
 #: an entry when its module asks the backend instead.
-PENDING: dict[str, str] = {
-    "_advisor.py": "Backend.simulated (for 'emulated'), Device.is_host (for 'numpy')",
-    "_record.py": "Backend.simulated (for 'emulated'), Backend.synchronize(device, native) (for 'cupy')",
-    "energy/_model.py": "Backend.simulated",
-    "energy/_track.py": "Backend.simulated",
-}
+PENDING: dict[str, str] = {}
 
 
 def _core_files() -> list[Path]:
