@@ -141,7 +141,7 @@ st.flush()
 
 def test_history_survives_across_processes_and_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     d = tmp_path / "h"
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(d), "20"]) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(d), "20"], cwd=tmp_path) for _ in range(4)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     st = HistoryStore(d, host="h")  # a new reader: what the other processes wrote
     e = st.device("numpy:cpu").entries["k|float64|8|"]

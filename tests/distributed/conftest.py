@@ -45,7 +45,7 @@ class Cluster:
         self.procs["scheduler"] = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
              "--scheduler-file", str(self.sched), "--no-dashboard"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "scheduler.log", "wb"),
+            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "scheduler.log", "wb"), cwd=tmp,
         )
         for name in ("eu", "us", "bare"):
             wenv = dict(env, HPCAI_STATE_DIR=str(tmp / f"state-{name}"))
@@ -58,16 +58,27 @@ class Cluster:
                  "--name", name, "--nthreads", "2", "--preload", "hpcai.distributed", "--no-dashboard",
                  "--host", "127.0.0.1"],
                 env=wenv, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "wb"),
+                cwd=tmp,  # (from the repository root, `python -m` would import the source tree's hpcai/)
             )
-        deadline = time.time() + 60
-        while not self.sched.exists():
-            if time.time() > deadline:
-                raise RuntimeError("the scheduler did not start: " + (tmp / "scheduler.log").read_text()[-2000:])
-            time.sleep(0.1)
-        time.sleep(0.3)
-        self.client = distributed.Client(scheduler_file=str(self.sched), timeout=30)
-        self.client.wait_for_workers(3, timeout=90)
-        self.client.register_plugin(hd.CoveredDataRecorder())
+        self.client: Any = None
+        try:
+            deadline = time.time() + 60
+            while not self.sched.exists():
+                if time.time() > deadline:
+                    raise RuntimeError("the scheduler did not start: " + (tmp / "scheduler.log").read_text()[-2000:])
+                time.sleep(0.1)
+            time.sleep(0.3)
+            # not the default client: the process's other dask computations must not reach this cluster
+            self.client = distributed.Client(scheduler_file=str(self.sched), timeout=30, set_as_default=False)
+            try:
+                self.client.wait_for_workers(3, timeout=90)
+            except Exception as exc:
+                logs = "\n".join(f"--- {n}.log\n" + (tmp / f"{n}.log").read_text()[-1500:] for n in ("eu", "us", "bare"))
+                raise RuntimeError(f"the workers did not start: {exc}\n{logs}") from None
+            self.client.register_plugin(hd.CoveredDataRecorder())
+        except BaseException:
+            self.close()
+            raise
 
     def addr(self) -> dict[str, str]:
         return {w["name"]: a for a, w in self.client.scheduler_info()["workers"].items()}
@@ -77,7 +88,8 @@ class Cluster:
         return {names[a]: v for a, v in self.client.run(hd.CoveredDataRecorder.seen).items()}
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
         for p in reversed(list(self.procs.values())):
             p.terminate()
         for p in self.procs.values():

@@ -40,7 +40,8 @@ def _unpickle_elsewhere(blob: bytes, config: str | None, tmp_path: Path) -> subp
         "except Exception as e:\n"
         "    print('refused', type(e).__name__, e)\n"
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=tmp_path)  # (from the repository root, the source tree's hpcai/ would be imported)
 
 
 def test_the_covering_rules_travel_with_the_data() -> None:

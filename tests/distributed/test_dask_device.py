@@ -103,7 +103,10 @@ def test_unoptimised_graphs_and_persist_stay_on_allowed_workers(cluster: Cluster
     assert dict(p.tags) == PERSONAL and p.device == "dask"
     c = xp.dask.client()
     futures = distributed.futures_of(p._data)
-    distributed.wait(futures, timeout=60)
+    deadline = time.time() + 60  # (distributed.wait needs a default client; this cluster's is not)
+    while not all(f.status == "finished" for f in futures):
+        assert time.time() < deadline and not any(f.status == "error" for f in futures)
+        time.sleep(0.05)
     holders = {a for ws in c.who_has(futures).values() for a in ws}
     assert holders == {cluster.addr()["eu"]}
     import hpcai.distributed as hd

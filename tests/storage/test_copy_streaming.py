@@ -178,12 +178,12 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, KEY_ENV: KEY, SECRET_ENV: SECRET, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 
 
-def _peak_rss_mib(code: str) -> float:
+def _peak_rss_mib(code: str, cwd: Path) -> float:
     # VmHWM, the process's own high-water mark (getrusage's ru_maxrss survives exec, so a child
     # of a large process would report its parent's size)
     hwm = "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0])"
     out = subprocess.run([sys.executable, "-c", code + "\n" + hwm + "\n"],
-                         capture_output=True, text=True, env=_child_env(), timeout=600)
+                         capture_output=True, text=True, env=_child_env(), timeout=600, cwd=cwd)
     assert out.returncode == 0, out.stderr[-3000:]
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
@@ -199,12 +199,12 @@ def test_copying_1_gib_stays_within_256_mib(env: dict[str, Any], tmp_path: Path)
             f.write(block[:-8] + i.to_bytes(8, "little"))
     p = _unique("gib")
     out = tmp_path / "out.bin"
-    base = _peak_rss_mib(_child(env, ""))
+    base = _peak_rss_mib(_child(env, ""), tmp_path)
     peak = _peak_rss_mib(_child(env, (
         f"st.copy({str(big)!r}, 'hpcai://onprem/{p}/big.bin')\n"
         f"st.copy('hpcai://onprem/{p}/big.bin', 'hpcai://scratch/{p}/big.bin')\n"
         f"st.copy('hpcai://scratch/{p}/big.bin', {str(out)!r})\n"
-    )))
+    )), tmp_path)
     print(f"peak RSS: {peak:.0f} MiB for a 1 GiB copy (the same child without copying: {base:.0f} MiB)")
     assert peak <= 256, f"peak RSS {peak:.0f} MiB"
     assert out.stat().st_size == big.stat().st_size
@@ -239,7 +239,7 @@ def test_ctrl_c_during_a_cli_copy_cleans_up(env: dict[str, Any], tmp_path: Path)
         f"sys.exit(main(['cp', {str(big)!r}, 'hpcai://onprem/{p}/big.bin']))\n"
     ))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=_child_env())
+                            env=_child_env(), cwd=tmp_path)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     assert line == b"ready", (line, proc.stderr.read() if proc.stderr else b"")  # the first part is uploaded
