@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from hpcai import Array, _tags
+from hpcai._jit import _arrays_in
 from hpcai.errors import InvalidArgumentError
 
 from ._base import unwrap, wrap
@@ -52,19 +53,6 @@ def _is_array(obj: Any) -> bool:
 def _rebuilt(data: Any, slot: _ArraySlot) -> Array:
     """An Array around traced *data* with the static device and tags of *slot*."""
     return wrap(data, slot.device, slot.tags, adopt=False)
-
-
-def _arrays_in(obj: Any, out: list[Array]) -> list[Array]:
-    """The hpcai Arrays in *obj*, looking through tuples, lists and dicts (JAX's containers)."""
-    if obj.__class__ is Array:
-        out.append(obj)
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            _arrays_in(o, out)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            _arrays_in(o, out)
-    return out
 
 
 def compile_jit(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any], Device], Any]:
