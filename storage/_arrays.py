@@ -492,11 +492,13 @@ def _dataset_info(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 class _Resolved:
-    """What a URL points at: the array version to read, its tags and size."""
+    """What a URL points at: the array version to read, its tags and size, and its metadata as
+    read while resolving (served to zarr, which would otherwise read it a second time)."""
 
     def __init__(self, ep: Endpoint, rel: str, vpath: str, version: str | None, tags: TagSet | None,
-                 shape: tuple[int, ...], dtype: str, complete: bool) -> None:
+                 shape: tuple[int, ...], dtype: str, complete: bool, meta: Mapping[str, Any] | None = None) -> None:
         self.ep = ep
+        self.meta = meta
         self.rel = rel
         self.vpath = vpath
         self.version = version
@@ -524,7 +526,8 @@ async def _resolve(fs: EndpointFileSystem, ep: Endpoint, rel: str, fname: str) -
     """Resolve *rel*: a dataset saved by ``save`` (its pointer), a stable name inside a dataset
     (``ds.zarr/<name>``), or any zarr array (a version, or one written with plain zarr)."""
     url = ep.url_for(rel)
-    node = await fs._node_meta(rel, fresh=True)
+    # The node and the nodes above it are looked up concurrently (the latter are mostly cached).
+    node, up = await asyncio.gather(fs._node_meta(rel, fresh=True), fs._above(rel))
     meta = node.meta
     if not node.is_node or meta is None:
         if node.is_node:
@@ -541,22 +544,21 @@ async def _resolve(fs: EndpointFileSystem, ep: Endpoint, rel: str, fname: str) -
             info = None
         raise _no_array(fname, ep, rel, "nothing" if info is None else f"a {info.get('type', 'file')} that is not a zarr array")
     if _dataset_info(meta) is not None:
-        return await _resolve_dataset(fs, ep, rel, node, fname)
+        return await _resolve_dataset(fs, ep, rel, node, fname, above=up)
     # The tags: those in each zarr.json's content *and* those stored with the object (object tags,
     # xattrs, sidecar), of the node and of every node above.
     if meta.get("node_type") == "array":
-        up = await fs._above(rel)
         h = (meta.get("attributes") or {}).get("hpcai")
         complete = isinstance(h, Mapping) and bool(h.get("complete"))
         return _Resolved(ep, rel, rel, None, union(node.tags, up), tuple(meta.get("shape", ())),
-                         str(meta.get("data_type", "")), complete)
+                         str(meta.get("data_type", "")), complete, meta)
     raise InvalidArgumentError(
         f"{fname}: {url} is a zarr group, not an array; open one of its arrays, e.g. {url}/<name>"
     )
 
 
 async def _resolve_dataset(fs: EndpointFileSystem, ep: Endpoint, ds: str, node: Any, fname: str,
-                           rel: str | None = None, name: str | None = None) -> _Resolved:
+                           rel: str | None = None, name: str | None = None, above: Any = False) -> _Resolved:
     """The array of the dataset *ds* (pointer *node*) that *name* shows, or its only array.
 
     Tags: layout "array" (``save``): the pointer's, the head version's and those of every node
@@ -564,8 +566,12 @@ async def _resolve_dataset(fs: EndpointFileSystem, ep: Endpoint, ds: str, node: 
     "group" (``save_dataset``): the variable's own (its ``zarr.json``), the version group's
     (tags given to the whole dataset, e.g. by the read-taint ledger) and those above; the
     pointer's (the union over the variables, for whoever reads the whole dataset) are not the
-    variable's.
+    variable's. *above*: the tags of the nodes above *ds* when already looked up.
     """
+
+    async def up() -> TagSet | None:
+        return await fs._above(ds) if above is False else above
+
     url = ep.url_for(ds)
     info = _dataset_info(node.meta)
     assert info is not None
@@ -578,26 +584,28 @@ async def _resolve_dataset(fs: EndpointFileSystem, ep: Endpoint, ds: str, node: 
                 f"one of them ({url}/<variable>) or open it whole with hpcai.storage.open_dataset({url!r})"
             )
         vpath = f"{ds}/{view.names[name]}"
-        vnode = await fs._node_meta(vpath, fresh=True)
-        gnode = await fs._node_meta(f"{ds}/{head}", fresh=True)
+        vnode, gnode, up_tags = await asyncio.gather(
+            fs._node_meta(vpath, fresh=True), fs._node_meta(f"{ds}/{head}", fresh=True), up()
+        )
         if not vnode.is_node or vnode.meta is None or not gnode.is_node:
             raise StorageError(
                 f"{fname}: {url} points at version {head}, whose variable {name!r} is missing: the dataset is "
                 "damaged (was it partly deleted outside hpcai?)"
             )
-        tags = union(union(vnode.tags, gnode.tags), await fs._above(ds))
+        tags = union(union(vnode.tags, gnode.tags), up_tags)
         vmeta = vnode.meta
     else:
         vpath = f"{ds}/{head}"
-        vnode = await fs._node_meta(vpath, fresh=True)
+        vnode, up_tags = await asyncio.gather(fs._node_meta(vpath, fresh=True), up())
         if not vnode.is_node or vnode.meta is None:
             raise StorageError(
                 f"{fname}: {url} points at version {head}, which is missing: the dataset is damaged (was it "
                 "partly deleted outside hpcai?)"
             )
-        tags = union(union(node.tags, vnode.tags), await fs._above(ds))
+        tags = union(union(node.tags, vnode.tags), up_tags)
         vmeta = vnode.meta
-    return _Resolved(ep, rel or ds, vpath, head, tags, tuple(vmeta.get("shape", ())), str(vmeta.get("data_type", "")), True)
+    return _Resolved(ep, rel or ds, vpath, head, tags, tuple(vmeta.get("shape", ())), str(vmeta.get("data_type", "")),
+                     True, vmeta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -847,10 +855,11 @@ class _VersionWriter:
             raise InvalidArgumentError(f"{self.fname}: {self.url} is a file; choose another path or remove it first")
         local, self._staged = _staging_store(fs, self.vpath)
         if routes is None:
-            meta_store = _fsspec_store(fs, self.vpath, read_only=False)
+            vfs = base._granted(self.vpath, self.tags, write=True, read=True, decision=self.decision, fresh=True)
+            meta_store = _fsspec_store(vfs, self.vpath, read_only=False)
         else:
             def view(path: str, t: TagSet | None) -> Any:
-                g = base._granted(path, t, write=True, read=True, decision=self.decision)
+                g = base._granted(path, t, write=True, read=True, decision=self.decision, fresh=True)
                 return _fsspec_store(g, path, read_only=False)
 
             meta_store = _routed_store(view(self.vpath, common),
@@ -916,13 +925,20 @@ class _VersionWriter:
 async def _collect_garbage(fs: EndpointFileSystem, rel: str, keep: set[str], committed: set[str]) -> None:
     """Remove committed versions the pointer no longer lists, and uncommitted ones once clearly abandoned
     (a save still writing one elsewhere is younger than :data:`STALE_AFTER_SECONDS`)."""
-    for entry in await fs._ls(rel, detail=True):
-        name = str(entry["name"]).rsplit("/", 1)[-1]
-        age = _version_age(name)
-        if age is None or name in keep:
-            continue
-        if name in committed or age > STALE_AFTER_SECONDS:
-            await _remove_version(fs, f"{rel}/{name}")
+    # The committed versions that the pointer dropped are removed while the dataset is listed
+    # for abandoned ones (one round trip less on object stores).
+    dropped = {v for v in committed - keep if _version_age(v) is not None}
+
+    async def abandoned() -> None:
+        for entry in await fs._ls(rel, detail=True):
+            name = str(entry["name"]).rsplit("/", 1)[-1]
+            age = _version_age(name)
+            if age is None or name in keep or name in dropped:
+                continue
+            if name in committed or age > STALE_AFTER_SECONDS:
+                await _remove_version(fs, f"{rel}/{name}")
+
+    await asyncio.gather(abandoned(), *(_remove_version(fs, f"{rel}/{v}") for v in sorted(dropped)))
 
 
 async def _remove_version(fs: EndpointFileSystem, vpath: str) -> None:
@@ -949,15 +965,32 @@ async def _open_async(url: str, dev: Device, fname: str, progress: _Progress | N
     res = await _resolve(base, ep, rel, fname)
     d = residency.enforce("compute", res.tags, dev.spec.attributes, destination=dev.spec.name, source=ep.name,
                           nbytes=res.nbytes, dataset=ep.url_for(rel), operation=fname.rsplit(".", 1)[-1])
-    fs = base._granted(res.vpath, res.tags, read=True, decision=d)
+    fs = base._granted(res.vpath, res.tags, read=True, decision=d, small=_small_chunks(res.meta))
     _, checked_cls = _store_classes()
     where = f"{ep.url_for(rel)}" + (f" (version {res.version})" if res.version else "")
-    store = checked_cls(_fsspec_store(fs, res.vpath, read_only=True), where, res.complete, progress)
+    # zarr is handed the version's metadata as resolved: no second read, and no window in which
+    # another writer's metadata could be read with this version's decision.
+    served = json.dumps(res.meta).encode() if res.meta is not None else None
+    store = checked_cls(_fsspec_store(fs, res.vpath, read_only=True), where, res.complete, progress, pointer=served)
     arr = await za.open_array(store=store, zarr_format=3)
     if progress is not None:
         progress.grid("", arr.metadata.to_dict())
         progress.expect(res.nbytes)
     return res, arr
+
+
+#: Chunks (or shards) up to this size are read whole in one request (see ``_Grant.small``).
+SMALL_CHUNK_BYTES = 32 * 2**20
+
+
+def _small_chunks(meta: Mapping[str, Any] | None) -> bool:
+    """Whether every chunk (shard) of the array described by *meta* holds at most
+    :data:`SMALL_CHUNK_BYTES` before compression (compressed chunks are rarely larger)."""
+    try:
+        grid = meta["chunk_grid"]["configuration"]["chunk_shape"]  # type: ignore[index]
+        return 0 < math.prod(int(c) for c in grid) * np.dtype(str(meta["data_type"])).itemsize <= SMALL_CHUNK_BYTES  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _verify_chunk(raw: bytes) -> bool:

@@ -168,6 +168,12 @@ class _Grant:
     tags: TagSet | None
     write: bool
     read: bool
+    #: Whole-object reads under the prefix are known to be small (zarr chunks of a bounded
+    #: size): they skip the size lookup that s3fs makes before each read (one request, not two).
+    small: bool = False
+    #: The prefix is a directory this operation created under a fresh, unguessable name (a new
+    #: version): a ``zarr.json`` written there replaces nothing, so no earlier node is looked up.
+    fresh: bool = False
 
     def covers(self, rel: str) -> bool:
         p = self.prefix
@@ -260,6 +266,15 @@ class _Shared:
                 self.backend = S3TagBackend(self.afs, ep.tag_store)
             else:
                 self.backend = GenericTagBackend(self.afs, self.sfs)
+        #: Options for reading a small object whole: s3fs looks up the size of every object it
+        #: reads whole (a HEAD before the GET, to split large ones into ranges) unless told
+        #: not to read concurrently.
+        self.small_read: dict[str, Any] = {}
+        try:
+            if "max_concurrency" in inspect.signature(self.afs._cat_file).parameters:
+                self.small_read = {"max_concurrency": 1}
+        except (TypeError, ValueError):
+            pass
         self.lock = threading.Lock()
         self.nodes: dict[str, tuple[float, _Node]] = {}
         self.audited: set[tuple[str, str, TagSet | None]] = set()
@@ -340,14 +355,17 @@ class EndpointFileSystem(AsyncFileSystem):
         return obj
 
     def _granted(
-        self, prefix: str, tags: TagSet | None, *, decision: Any, write: bool = False, read: bool = False
+        self, prefix: str, tags: TagSet | None, *, decision: Any, write: bool = False, read: bool = False,
+        small: bool = False, fresh: bool = False,
     ) -> EndpointFileSystem:
         """A view whose writes (or reads) under *prefix* are covered by *decision*.
 
         Private to hpcai's own operations (``save``, ``load``, ``open``, ``copy``): *decision*
         is the :class:`~hpcai.residency.Decision` they took and audited (``residency.enforce``
         or :meth:`check_store`); it must allow, and its tags must include *tags*. A write
-        under the grant that would carry more tags than that is decided again.
+        under the grant that would carry more tags than that is decided again. *small*: every
+        object read whole under *prefix* is small (see :attr:`_Grant.small`); *fresh*: the
+        prefix is new (see :attr:`_Grant.fresh`).
         """
         from hpcai import residency
 
@@ -361,7 +379,7 @@ class EndpointFileSystem(AsyncFileSystem):
                     f"_granted: the decision ({decision.op} on {decision.destination}) did not cover the tag "
                     f"{k}={'|'.join(sorted(vs))}; decide for the tags the grant carries"
                 )
-        return self._derive(_Grant(check_relpath("granted", prefix, self.endpoint.name), tags, write, read))
+        return self._derive(_Grant(check_relpath("granted", prefix, self.endpoint.name), tags, write, read, small, fresh))
 
     # -- paths --------------------------------------------------------------------------------
     def _full(self, rel: str, fname: str, follow: bool = True) -> str:
@@ -454,7 +472,7 @@ class EndpointFileSystem(AsyncFileSystem):
         Never handed to callers as data: the decisions about the data it describes are taken by
         the operation that reads it (``load``/``open``: ``compute`` on the device).
         """
-        return await self._retry("read", path, self._s.afs._cat_file, self._full(path, "read"))  # type: ignore[no-any-return]
+        return await self._retry("read", path, self._s.afs._cat_file, self._full(path, "read"), **self._s.small_read)  # type: ignore[no-any-return]
 
     async def _node_meta(self, rel_dir: str, fresh: bool = False) -> _Node:
         """Whether *rel_dir* is a zarr node (has ``zarr.json``), its kind and its tags: those in the
@@ -466,13 +484,17 @@ class EndpointFileSystem(AsyncFileSystem):
             if hit is not None and hit[0] > now:
                 return hit[1]
         path = _join(rel_dir, "zarr.json")
-        try:
-            raw = await self._read_internal(path)
-        except (StorageNotFoundError, IsADirectoryError, NotADirectoryError):
+        # The content and the tags stored with the object are read concurrently (one round trip,
+        # not two): stored tags only grow, so reading them first is as safe as reading them after.
+        raw, stored = await asyncio.gather(self._read_internal(path), self._own_tags(path), return_exceptions=True)
+        if isinstance(raw, (StorageNotFoundError, IsADirectoryError, NotADirectoryError)):
             node = _NO_NODE
+        elif isinstance(raw, BaseException):
+            raise raw
         else:
+            if isinstance(stored, BaseException):
+                raise stored
             content, kind, head, meta = _parse_meta(raw, self.endpoint.url_for(path))
-            stored = await self._own_tags(path)
             node = _Node(True, union(content, stored), kind, head, meta)
         if len(s.nodes) > 4096:
             s.nodes.clear()
@@ -674,7 +696,7 @@ class EndpointFileSystem(AsyncFileSystem):
         g = self._grant
         if g is not None and g.write and g.covers(rel):
             tags = union(union(g.tags, explicit_t), content)
-            if is_meta and inherit:
+            if is_meta and inherit and not g.fresh:
                 tags = union(tags, (await self._node_meta(here, fresh=True)).tags)
             if tags and not (g.tags and tags <= g.tags):  # more than the caller decided for
                 await self.check_store(rel, tags, nbytes=nbytes, operation=operation, source=source, dataset=dataset)
@@ -734,7 +756,9 @@ class EndpointFileSystem(AsyncFileSystem):
         rel = check_relpath("cat_file", path, self.endpoint.name)
         full = self._full(rel, "cat_file")
         await self._read_check(rel)
-        return await self._retry("cat_file", path, self._s.afs._cat_file, full, start=start, end=end)  # type: ignore[no-any-return]
+        g = self._grant
+        kw = self._s.small_read if start is None and end is None and g is not None and g.small and g.covers(rel) else {}
+        return await self._retry("cat_file", path, self._s.afs._cat_file, full, start=start, end=end, **kw)  # type: ignore[no-any-return]
 
     async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
         rel = check_relpath("get_file", rpath, self.endpoint.name)
