@@ -147,8 +147,12 @@ def recording_overhead(n: int = 20_000) -> tuple[float, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--calibrate", type=int, default=7, help="calibration runs per kernel and device")
-    ap.add_argument("--repeat", type=int, default=9, help="timed rounds of the exhaustive measurement")
+    ap.add_argument(
+        "--calibrate", type=int, default=7, help="calibration runs per kernel and device"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=9, help="timed rounds of the exhaustive measurement"
+    )
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (pinned)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HPCAI_HISTORY_DIR", tempfile.mkdtemp(prefix="hpcai-placement-"))
@@ -168,18 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     for name, start, choice, best, tc, tb in rows:
         r = tc / tb - 1
         regrets.append(r)
-        table.append((name, start, choice, best, f"{tc * 1e3:.3f}", f"{tb * 1e3:.3f}", f"{r * 100:.1f} %"))
+        table.append(
+            (name, start, choice, best, f"{tc * 1e3:.3f}", f"{tb * 1e3:.3f}", f"{r * 100:.1f} %")
+        )
     print(xp._advisor.format_table(table))
     gm = math.exp(sum(math.log1p(r) for r in regrets) / len(regrets)) - 1
     worst = max(regrets)
-    print(f"regret: geometric mean {gm * 100:.2f} % (target <= 5 %), worst {worst * 100:.1f} % (target <= 30 %)")
+    print(
+        f"regret: geometric mean {gm * 100:.2f} % (target <= 5 %), worst {worst * 100:.1f} % (target <= 30 %)"
+    )
     warm, cold = advice_time()
-    print(f"advice, 100 calls x 6 devices: {warm * 1e3:.3f} ms memoised, {cold * 1e3:.3f} ms after a history change "
-          "(target <= 1 ms)")
+    print(
+        f"advice, 100 calls x 6 devices: {warm * 1e3:.3f} ms memoised, {cold * 1e3:.3f} ms after a history change "
+        "(target <= 1 ms)"
+    )
     off, on, cv = recording_overhead()
-    print(f"xp.run of a trivial kernel: {off * 1e6:.2f} us recording off, {on * 1e6:.2f} us on: "
-          f"recording costs {(on - off) * 1e6:.2f} us per run (target <= 1.5 us); when off it costs one "
-          f"context-variable read ({cv * 1e9:.0f} ns) per xp.run and nothing per Array operation")
+    print(
+        f"xp.run of a trivial kernel: {off * 1e6:.2f} us recording off, {on * 1e6:.2f} us on: "
+        f"recording costs {(on - off) * 1e6:.2f} us per run (target <= 1.5 us); when off it costs one "
+        f"context-variable read ({cv * 1e9:.0f} ns) per xp.run and nothing per Array operation"
+    )
     if limits is not None:
         limits.restore_original_limits()
     return 0 if gm <= 0.05 and worst <= 0.30 else 1

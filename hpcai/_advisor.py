@@ -88,14 +88,18 @@ class _Dev:
             self.launch = 5e-6
             self.roof_basis = f"roofline ({dev.spec.preset or 'device'} description)"
         else:
-            self.flops = {"float64": host_flops, "complex128": host_flops / 2, "float32": 2 * host_flops,
-                          "complex64": host_flops, "float16": 2 * host_flops, "bfloat16": 2 * host_flops}
+            self.flops = {
+                "float64": host_flops,
+                "complex128": host_flops / 2,
+                "float32": 2 * host_flops,
+                "complex64": host_flops,
+                "float16": 2 * host_flops,
+                "bfloat16": 2 * host_flops,
+            }
             self.bw = host_bw
             self.launch = 2e-6 if dev.is_host else 10e-6
             src = "[advisor]" if "host_flops" in adv else "assumed"
-            self.roof_basis = (
-                f"roofline (host CPU: {host_flops / 1e9:.0f} GFLOP/s fp64, {host_bw / 1e9:.0f} GB/s, {src})"
-            )
+            self.roof_basis = f"roofline (host CPU: {host_flops / 1e9:.0f} GFLOP/s fp64, {host_bw / 1e9:.0f} GB/s, {src})"
         p = power(dev)
         self.watts = p.watts
         self.power_basis = p.basis
@@ -169,7 +173,9 @@ class Advice:
         """The best allowed device; :class:`~hpcai.errors.PlacementError` when none is."""
         r = self.rows[0] if self.rows else None
         if r is None or not r.allowed:
-            why = "; ".join(f"{x.device}: {x.excluded}" for x in self.rows) or "no candidate devices"
+            why = (
+                "; ".join(f"{x.device}: {x.excluded}" for x in self.rows) or "no candidate devices"
+            )
             cls = ResidencyError if self.rows and all(x.rule for x in self.rows) else PlacementError
             raise cls(f"advise({self.footprint.op}): no device may run this call ({why})")
         return resolve_device(r.device)
@@ -188,7 +194,9 @@ class Advice:
         for r in self.rows:
             if r.device == name:
                 return r
-        raise InvalidArgumentError(f"Advice.row: {name} was not a candidate; candidates: {[r.device for r in self.rows]}")
+        raise InvalidArgumentError(
+            f"Advice.row: {name} was not a candidate; candidates: {[r.device for r in self.rows]}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The advice as plain data (every figure with its basis)."""
@@ -213,10 +221,21 @@ class Advice:
                 status = "chosen" if i == 1 else ("holds data" if r.holds_data else "")
                 if r.remeasure:
                     status = (status + ", re-measure").lstrip(", ")
-                rows.append((str(i), r.device, f"{r.compute_seconds * 1e3:.4g}", f"{r.transfer_seconds * 1e3:.4g}",
-                             f"{r.joules:.3g}", g, status))
-                notes.append(f"  {r.device}: compute {r.compute_basis}; transfer {r.transfer_basis}; "
-                             f"energy {r.joules_basis}; CO2 {r.grams_basis}")
+                rows.append(
+                    (
+                        str(i),
+                        r.device,
+                        f"{r.compute_seconds * 1e3:.4g}",
+                        f"{r.transfer_seconds * 1e3:.4g}",
+                        f"{r.joules:.3g}",
+                        g,
+                        status,
+                    )
+                )
+                notes.append(
+                    f"  {r.device}: compute {r.compute_basis}; transfer {r.transfer_basis}; "
+                    f"energy {r.joules_basis}; CO2 {r.grams_basis}"
+                )
             else:
                 rows.append(("-", r.device, "-", "-", "-", "-", f"excluded: {r.excluded}"))
         head_line = f"advice for {self.footprint.key} (objective: {self.objective}); energy figures are modelled"
@@ -255,7 +274,9 @@ class Advice:
         ax1.legend(loc="lower right")
         ax2.barh(names, joules, color="#55A868")
         ax2.set_xlabel("joules (modelled)")
-        fig.suptitle(f"{self.footprint.op}: objective {self.objective}, choice {self.rows[0].device if rows else '-'}")
+        fig.suptitle(
+            f"{self.footprint.op}: objective {self.objective}, choice {self.rows[0].device if rows else '-'}"
+        )
         fig.tight_layout()
         if path is not None:
             fig.savefig(path)
@@ -292,26 +313,45 @@ def _roofline(info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[fl
             t = max(n * fp.flops / f32, (n + 2) * fp.nbytes / info.bw) + info.launch * n
             return t, f"{info.roof_basis}: {n} Ozaki-II float32 products (precision = 'emulate')"
         t = max(8 * max(fp.flops, 1.0) / f32, 8 * fp.nbytes / info.bw) + info.launch
-        return t, f"{info.roof_basis}: float64 emulated as ~8 float32 operations per element (precision = 'emulate')"
+        return (
+            t,
+            f"{info.roof_basis}: float64 emulated as ~8 float32 operations per element (precision = 'emulate')",
+        )
     rate = info.flops.get(rate_dt) or info.flops.get("float32") or 1e12
     t = max(fp.flops / rate, fp.nbytes / info.bw) + info.launch
     return t, info.roof_basis
 
 
-def _compute_uncached(info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[float, str, Any]:
+def _compute_uncached(
+    info: _Dev, fp: _record.Footprint, emulate_fp64: bool
+) -> tuple[float, str, Any]:
     if info.emulated or emulate_fp64:
         t, basis = _roofline(info, fp, emulate_fp64)
-        return t, ("modelled, " + basis + "; emulated device: its wall time is the host's") if info.emulated else basis, None
+        return (
+            t,
+            ("modelled, " + basis + "; emulated device: its wall time is the host's")
+            if info.emulated
+            else basis,
+            None,
+        )
     h = store().device(info.name)
     e = h.entries.get(fp.key)
     if e is not None and e.samples:
-        return e.median, f"history ({len(e.samples)} recent samples: median, spread {e.spread * 1e3:.3g} ms)", e
+        return (
+            e.median,
+            f"history ({len(e.samples)} recent samples: median, spread {e.spread * 1e3:.3g} ms)",
+            e,
+        )
     if h.entries:
         fit = h.fit(fp.group)
         if fit is not None:
             t_fit = fit.predict(fp.work)
             if t_fit is not None:
-                return t_fit, f"regression over {fit.points} sizes of {fp.group} (inside its fitted range)", None
+                return (
+                    t_fit,
+                    f"regression over {fit.points} sizes of {fp.group} (inside its fitted range)",
+                    None,
+                )
     t, basis = _roofline(info, fp, False)
     return t, basis + "; no history for this footprint", None
 
@@ -330,7 +370,9 @@ def _cached() -> dict[Any, Any]:
     return _cache
 
 
-def _compute(cache: dict[Any, Any], info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[float, str, Any]:
+def _compute(
+    cache: dict[Any, Any], info: _Dev, fp: _record.Footprint, emulate_fp64: bool
+) -> tuple[float, str, Any]:
     """Predicted compute seconds on a device, the basis, and the history entry it came from."""
     key = (info.name, fp.key, emulate_fp64)
     hit = cache.get(key)
@@ -339,7 +381,9 @@ def _compute(cache: dict[Any, Any], info: _Dev, fp: _record.Footprint, emulate_f
     return hit  # type: ignore[no-any-return]
 
 
-def _transfer(cache: dict[Any, Any], src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]) -> tuple[float, str]:
+def _transfer(
+    cache: dict[Any, Any], src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]
+) -> tuple[float, str]:
     key = (src.spec.name, dst.name, nbytes)
     hit = cache.get(key)
     if hit is None:
@@ -347,7 +391,9 @@ def _transfer(cache: dict[Any, Any], src: Device, dst: _Dev, nbytes: int, adv: M
     return hit  # type: ignore[no-any-return]
 
 
-def _transfer_uncached(src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]) -> tuple[float, str]:
+def _transfer_uncached(
+    src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]
+) -> tuple[float, str]:
     if not (dst.emulated or src._backend.simulated):
         t = store().device(dst.name).transfers.get(src.spec.name)
         if t is not None:
@@ -391,10 +437,14 @@ def _candidates(devices: Iterable[DeviceLike] | None) -> list[Device]:
         if hit is not None:
             return hit
     if isinstance(devices, (str, Device)):
-        raise InvalidArgumentError(f"advise(devices=...): expected a list of devices, got the single device {devices!r}")
+        raise InvalidArgumentError(
+            f"advise(devices=...): expected a list of devices, got the single device {devices!r}"
+        )
     out = [resolve_device(d) for d in devices]
     if not out:
-        raise InvalidArgumentError("advise(devices=[]): give at least one candidate device (or None for all)")
+        raise InvalidArgumentError(
+            "advise(devices=[]): give at least one candidate device (or None for all)"
+        )
     if isinstance(devices, (list, tuple)) and all(isinstance(d, (str, Device)) for d in devices):
         if len(_resolved) > 256:
             _resolved.clear()
@@ -410,9 +460,13 @@ def _advise(
     devices: Iterable[DeviceLike] | None,
 ) -> Advice:
     if objective not in OBJECTIVES:
-        raise InvalidArgumentError(f"advise(objective=...): expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        raise InvalidArgumentError(
+            f"advise(objective=...): expected one of {', '.join(OBJECTIVES)}, got {objective!r}"
+        )
     if not callable(fn):
-        raise InvalidArgumentError(f"advise(fn, ...): expected a callable, got {type(fn).__name__} {fn!r}")
+        raise InvalidArgumentError(
+            f"advise(fn, ...): expected a callable, got {type(fn).__name__} {fn!r}"
+        )
     rec = _record._active.get()
     if rec is not None and rec._raw:
         rec._settle()  # runs recorded so far count
@@ -443,9 +497,9 @@ def _advise(
     memo = cache.get(mkey)
     if memo is not None:
         rows, mem_checks, stale_checks = memo
-        if all((need > d.spec.memory - d._backend.memory_used(d)) is was for d, need, was in mem_checks) and all(
-            e.stale(now, stale_after) is flag for e, flag in stale_checks
-        ):
+        if all(
+            (need > d.spec.memory - d._backend.memory_used(d)) is was for d, need, was in mem_checks
+        ) and all(e.stale(now, stale_after) is flag for e, flag in stale_checks):
             return Advice(fp, objective, list(rows))
     mem_checks = []
     stale_checks = []
@@ -466,7 +520,11 @@ def _advise(
                     if dt in _FP64 and spec.precision == "emulate":
                         emulate = True
                     else:
-                        hint = ' (set precision = "emulate" for it to run float64 through the Ozaki scheme)' if dt in _FP64 else ""
+                        hint = (
+                            ' (set precision = "emulate" for it to run float64 through the Ozaki scheme)'
+                            if dt in _FP64
+                            else ""
+                        )
                         reason = f"no native {dt}; precision = {spec.precision!r}{hint}"
                         break
         incoming = in_bytes - where.get(spec.name, 0)
@@ -475,13 +533,35 @@ def _advise(
             used = 0
             if info.emulated:
                 used = int(dev._backend.memory_used(dev) or 0)
-                mem_checks.append((dev, incoming + out_bytes, incoming + out_bytes > capacity - used))
+                mem_checks.append(
+                    (dev, incoming + out_bytes, incoming + out_bytes > capacity - used)
+                )
             if incoming + out_bytes > capacity - used:
-                reason = (f"capacity: needs {incoming + out_bytes:,} bytes, {capacity - used:,} of "
-                          f"{capacity:,} free")
+                reason = (
+                    f"capacity: needs {incoming + out_bytes:,} bytes, {capacity - used:,} of "
+                    f"{capacity:,} free"
+                )
         if reason is not None:
-            excluded.append(Row(spec.name, False, reason, rule, math.nan, "", math.nan, "", 0, math.nan, "",
-                                None, "", spec.name == holder, False, math.inf))
+            excluded.append(
+                Row(
+                    spec.name,
+                    False,
+                    reason,
+                    rule,
+                    math.nan,
+                    "",
+                    math.nan,
+                    "",
+                    0,
+                    math.nan,
+                    "",
+                    None,
+                    "",
+                    spec.name == holder,
+                    False,
+                    math.inf,
+                )
+            )
             continue
         comp, cbasis, entry = _compute(cache, info, fp, emulate)
         stale = False
@@ -500,11 +580,33 @@ def _advise(
             tbasis = "; ".join(bases)
         joules = info.watts * (comp + tsec)
         grams = None if info.g_per_j is None else joules * info.g_per_j
-        score = comp + tsec if objective == "time" else joules if objective == "energy" else (
-            math.inf if grams is None else grams)
-        allowed.append(Row(spec.name, True, None, None, comp, cbasis, tsec, tbasis, incoming, joules,
-                           info.joules_basis, grams,
-                           info.grams_basis, spec.name == holder, stale, score))
+        score = (
+            comp + tsec
+            if objective == "time"
+            else joules
+            if objective == "energy"
+            else (math.inf if grams is None else grams)
+        )
+        allowed.append(
+            Row(
+                spec.name,
+                True,
+                None,
+                None,
+                comp,
+                cbasis,
+                tsec,
+                tbasis,
+                incoming,
+                joules,
+                info.joules_basis,
+                grams,
+                info.grams_basis,
+                spec.name == holder,
+                stale,
+                score,
+            )
+        )
     allowed.sort(key=lambda r: r.score)
     if allowed:
         best = allowed[0].score
@@ -606,7 +708,12 @@ def run(
             row = _advise(fn, args, kwargs, objective, [dev]).rows[0]
         if row.allowed:
             for b in budgets:
-                b.check(dev.spec.name, row.joules, row.grams, f"{row.joules_basis}; compute {row.compute_basis}")
+                b.check(
+                    dev.spec.name,
+                    row.joules,
+                    row.grams,
+                    f"{row.joules_basis}; compute {row.compute_basis}",
+                )
     new_args, new_kw, _, _, logged = _move_args(args, kwargs, dev)
     t0 = time.perf_counter()
     out = fn(*new_args, **new_kw)

@@ -129,7 +129,9 @@ class Entry:
     def add(self, seconds: float, when: float | None = None) -> bool:
         """Add one sample; return whether it was an outlier."""
         if not (seconds >= 0.0 and math.isfinite(seconds)):
-            raise ValueError(f"history: a sample must be a finite number of seconds >= 0, got {seconds!r}")
+            raise ValueError(
+                f"history: a sample must be a finite number of seconds >= 0, got {seconds!r}"
+            )
         s = self.samples
         outlier = False
         if len(s) >= MIN_JUDGED:
@@ -380,11 +382,19 @@ class HistoryStore:
         except FileNotFoundError:
             return DeviceHistory(device)
         except OSError as exc:
-            warnings.warn(f"{p}: cannot read run-time history ({exc}); starting without it", HistoryWarning, stacklevel=4)
+            warnings.warn(
+                f"{p}: cannot read run-time history ({exc}); starting without it",
+                HistoryWarning,
+                stacklevel=4,
+            )
             return DeviceHistory(device)
         try:
             doc = json.loads(raw)
-            if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") != VERSION:
+            if (
+                isinstance(doc, dict)
+                and doc.get("format") == FORMAT
+                and doc.get("version") != VERSION
+            ):
                 warnings.warn(
                     f"{p}: history of format version {doc.get('version')!r}, this hpcai reads version {VERSION}; "
                     "it is left untouched and not used",
@@ -425,7 +435,9 @@ class HistoryStore:
                 h = self._mem[device] = self._read(device)
                 _apply(h, pending)
 
-    def add_kernel(self, device: str, key: str, seconds: float, flops: float, nbytes: float) -> bool:
+    def add_kernel(
+        self, device: str, key: str, seconds: float, flops: float, nbytes: float
+    ) -> bool:
         """Record one run of a kernel footprint; returns whether it was an outlier."""
         when = time.time()
         rec = ("k", key, seconds, flops, nbytes, when)
@@ -501,11 +513,18 @@ def _validate_advisor(value: Any, where: str, key: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: [{key}] must be a table, got {type(value).__name__} {value!r}")
     for k, v in value.items():
         if k not in _ADVISOR_KEYS:
-            raise ConfigError(f"{where}: unknown key {key}.{k}; expected one of: {', '.join(sorted(_ADVISOR_KEYS))}")
+            raise ConfigError(
+                f"{where}: unknown key {key}.{k}; expected one of: {', '.join(sorted(_ADVISOR_KEYS))}"
+            )
         if k == "history_dir":
             if not isinstance(v, str) or not v:
                 raise ConfigError(f"{where}: {key}.{k} must be {_ADVISOR_KEYS[k]}, got {v!r}")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and k != "host_copy_latency"):
+        elif (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or v < 0
+            or (v == 0 and k != "host_copy_latency")
+        ):
             raise ConfigError(f"{where}: {key}.{k} must be {_ADVISOR_KEYS[k]}, got {v!r}")
     return dict(value)
 

@@ -35,14 +35,41 @@ if TYPE_CHECKING:
 
 __all__ = ["Footprint", "Recorder", "Sample", "footprint", "record", "synchronize"]
 
-_MATMUL = frozenset({"matmul", "linalg.matmul", "tensordot", "linalg.tensordot", "vecdot", "linalg.vecdot"})
+_MATMUL = frozenset(
+    {"matmul", "linalg.matmul", "tensordot", "linalg.tensordot", "vecdot", "linalg.vecdot"}
+)
 _REDUCE = frozenset(
-    {"sum", "prod", "mean", "max", "min", "std", "var", "argmax", "argmin", "all", "any",
-     "cumulative_sum", "cumulative_prod", "linalg.vector_norm", "linalg.matrix_norm"}
+    {
+        "sum",
+        "prod",
+        "mean",
+        "max",
+        "min",
+        "std",
+        "var",
+        "argmax",
+        "argmin",
+        "all",
+        "any",
+        "cumulative_sum",
+        "cumulative_prod",
+        "linalg.vector_norm",
+        "linalg.matrix_norm",
+    }
 )
 _FFT = frozenset(
-    {"fft.fft", "fft.ifft", "fft.fftn", "fft.ifftn", "fft.rfft", "fft.irfft", "fft.rfftn", "fft.irfftn",
-     "fft.hfft", "fft.ihfft"}
+    {
+        "fft.fft",
+        "fft.ifft",
+        "fft.fftn",
+        "fft.ifftn",
+        "fft.rfft",
+        "fft.irfft",
+        "fft.rfftn",
+        "fft.irfftn",
+        "fft.hfft",
+        "fft.ihfft",
+    }
 )
 
 
@@ -55,7 +82,17 @@ class Footprint:
     (``op|dtypes``) the regression over sizes.
     """
 
-    __slots__ = ("dtypes", "flops", "group", "key", "keywords", "modelled", "nbytes", "op", "shapes")
+    __slots__ = (
+        "dtypes",
+        "flops",
+        "group",
+        "key",
+        "keywords",
+        "modelled",
+        "nbytes",
+        "op",
+        "shapes",
+    )
 
     def __init__(
         self,
@@ -118,7 +155,9 @@ def _size(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _analytic(op: str, shapes: Sequence[tuple[int, ...]], itemsizes: Sequence[int]) -> tuple[float, float, bool]:
+def _analytic(
+    op: str, shapes: Sequence[tuple[int, ...]], itemsizes: Sequence[int]
+) -> tuple[float, float, bool]:
     """(flops, bytes, modelled) of *op* on arrays of *shapes* from a first-order model."""
     inb = float(sum(_size(s) * i for s, i in zip(shapes, itemsizes)))
     if not shapes:
@@ -152,12 +191,16 @@ def _analytic(op: str, shapes: Sequence[tuple[int, ...]], itemsizes: Sequence[in
     return 0.0, inb, False
 
 
-def describe(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[tuple[tuple[Any, Any], ...], str]:
+def describe(
+    args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[tuple[tuple[Any, Any], ...], str]:
     """``((dtype, shape), ...)`` of the array arguments and the scalar keywords as text (cheap)."""
     descs = tuple([(a._data.dtype, a._data.shape) for a in args if isinstance(a, Array)])
     if not kwargs:
         return descs, ""
-    descs += tuple([(v._data.dtype, v._data.shape) for v in kwargs.values() if isinstance(v, Array)])
+    descs += tuple(
+        [(v._data.dtype, v._data.shape) for v in kwargs.values() if isinstance(v, Array)]
+    )
     kw = ",".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()) if not isinstance(v, Array))
     return descs, kw
 
@@ -289,7 +332,11 @@ class Recorder:
 
     def to_dict(self) -> dict[str, Any]:
         """Samples and context as plain data (JSON-ready)."""
-        return {"context": self.context, "samples": [asdict(s) for s in self.samples], "history_files": self.files}
+        return {
+            "context": self.context,
+            "samples": [asdict(s) for s in self.samples],
+            "history_files": self.files,
+        }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON to *path*."""
@@ -304,13 +351,22 @@ class Recorder:
         rows = [("op", "device", "ms", "basis", "moved bytes", "move ms", "outlier")]
         for s in self.samples:
             rows.append(
-                (s.op, s.device, f"{s.seconds * 1e3:.3f}", s.basis, f"{s.moved_bytes:,}",
-                 f"{s.move_seconds * 1e3:.3f}", "yes" if s.outlier else "")
+                (
+                    s.op,
+                    s.device,
+                    f"{s.seconds * 1e3:.3f}",
+                    s.basis,
+                    f"{s.moved_bytes:,}",
+                    f"{s.move_seconds * 1e3:.3f}",
+                    "yes" if s.outlier else "",
+                )
             )
         return format_table(rows)
 
 
-_active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("hpcai_record", default=None)
+_active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
+    "hpcai_record", default=None
+)
 
 
 def current() -> Recorder | None:
@@ -333,7 +389,12 @@ def host_context() -> dict[str, Any]:
         load: float | None = os.getloadavg()[0]
     except OSError:
         load = None
-    return {"blas_threads": _blas_threads(), "load_1min": load, "cpus": os.cpu_count(), "time": time.time()}
+    return {
+        "blas_threads": _blas_threads(),
+        "load_1min": load,
+        "cpus": os.cpu_count(),
+        "time": time.time(),
+    }
 
 
 @contextmanager

@@ -139,15 +139,24 @@ st.flush()
 """
 
 
-def test_history_survives_across_processes_and_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+def test_history_survives_across_processes_and_concurrent_writers_lose_nothing(
+    tmp_path: Path,
+) -> None:
     d = tmp_path / "h"
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(d), "20"], cwd=tmp_path) for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(d), "20"], cwd=tmp_path)
+        for _ in range(4)
+    ]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     st = HistoryStore(d, host="h")  # a new reader: what the other processes wrote
     e = st.device("numpy:cpu").entries["k|float64|8|"]
     assert e.n == 80 and e.median == pytest.approx(1e-3)
     doc = json.loads(st.path("numpy:cpu").read_text())
-    assert doc["format"] == "hpcai-history" and doc["version"] == _history.VERSION and doc["host"] == "h"
+    assert (
+        doc["format"] == "hpcai-history"
+        and doc["version"] == _history.VERSION
+        and doc["host"] == "h"
+    )
     assert not list(st.path("numpy:cpu").parent.glob("*.tmp"))  # atomic: no leftovers
 
 
@@ -213,7 +222,10 @@ def test_a_denied_device_is_never_chosen_and_is_listed_with_its_rule(config) -> 
         adv = xp.advise(xp.matmul, x, x, objective=objective)
         denied = {r.device: r for r in adv.excluded if r.rule}
         assert set(denied) == {"jax:cpu:1", "emulated:1"}
-        assert all(r.rule == "gdpr-personal" and "gdpr-personal" in (r.excluded or "") for r in denied.values())
+        assert all(
+            r.rule == "gdpr-personal" and "gdpr-personal" in (r.excluded or "")
+            for r in denied.values()
+        )
         assert adv.choice not in ("jax:cpu:1", "emulated:1")
     for _ in range(5):
         out = xp.run(xp.matmul, x, x, device="auto")
@@ -227,10 +239,16 @@ def test_precision_error_excludes_an_fp64_less_device_and_emulate_costs_ozaki(co
     config('[devices."emulated:2"]\npreset = "gaudi3"\nprecision = "error"\n')
     adv = xp.advise(xp.matmul, a, a, devices=["emulated:2", "numpy:cpu"])
     r = adv.row("emulated:2")
-    assert not r.allowed and "no native float64" in (r.excluded or "") and "emulate" in (r.excluded or "")
+    assert (
+        not r.allowed
+        and "no native float64" in (r.excluded or "")
+        and "emulate" in (r.excluded or "")
+    )
     assert adv.choice == "numpy:cpu"
-    config('[devices."emulated:2"]\npreset = "gaudi3"\nprecision = "emulate"\n'
-           '[devices."emulated:3"]\npreset = "gaudi3"\n')
+    config(
+        '[devices."emulated:2"]\npreset = "gaudi3"\nprecision = "emulate"\n'
+        '[devices."emulated:3"]\npreset = "gaudi3"\n'
+    )
     r = xp.advise(xp.matmul, a, a, devices=["emulated:2"]).rows[0]
     assert r.allowed and "Ozaki" in r.compute_basis
     f32 = xp.ones((512, 512), dtype=xp.float32, device="emulated:3")
@@ -280,7 +298,9 @@ def test_ties_go_to_the_device_holding_the_data() -> None:
     for d in devs:  # identical compute times everywhere
         _fast_history(d, xp.matmul, x, x, seconds=1e-3)
     adv = xp.advise(xp.matmul, x, x, devices=devs)
-    assert adv.choice == "jax:cpu:2" and adv.rows[0].holds_data and adv.rows[0].transfer_seconds == 0
+    assert (
+        adv.choice == "jax:cpu:2" and adv.rows[0].holds_data and adv.rows[0].transfer_seconds == 0
+    )
 
 
 def test_capacity_is_respected(config) -> None:
@@ -320,7 +340,9 @@ def test_advice_table_dict_and_plot(tmp_path: Path) -> None:
     assert (tmp_path / "advice.png").stat().st_size > 0
     bars = [p for p in fig.axes[0].patches]
     assert len(bars) == 6  # compute and transfer bars for three devices
-    assert math.isclose(sum(p.get_width() for p in fig.axes[1].patches), sum(r.joules for r in adv.rows))
+    assert math.isclose(
+        sum(p.get_width() for p in fig.axes[1].patches), sum(r.joules for r in adv.rows)
+    )
 
 
 def test_advice_is_fast_enough() -> None:
