@@ -98,7 +98,13 @@ def regret(calibrate: int, repeat: int) -> list[tuple[str, str, str, str, float,
 
 
 def advice_time() -> tuple[float, float]:
-    """Best of 5: 100 advise calls over 6 devices, warm (memoised) and cold (history changed)."""
+    """Best of 5: 100 advise calls (20 distinct, each asked 5 times) over 6 devices.
+
+    Warm: every call is answered from the memo. Cold: the history's version is bumped first
+    (as when any sample arrives), which drops every memoised advice and every prediction
+    derived from the history, so the 20 distinct calls are ranked afresh (the rooflines and
+    other facts of the configuration alone are kept) and their 80 repeats hit the new memo.
+    """
     devs = [*DEVICES, "emulated:0"]
     calls = []
     for n in (16, 32, 64, 128, 256):

@@ -22,6 +22,7 @@ wins. Moves done by ``xp.run`` are ordinary ``to_device`` moves: checked, audite
 from __future__ import annotations
 
 import math
+import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple
 from . import _config, _record, _tags
 from ._array import Array
 from ._device import Device, DeviceLike, all_devices, resolve_device
-from ._history import store
+from ._history import Entry, HistoryStore, store
 from .errors import InvalidArgumentError, PlacementError, ResidencyError
 from .residency import current_policy
 
@@ -52,16 +53,26 @@ def format_table(rows: Sequence[Sequence[str]]) -> str:
 # --------------------------------------------------------------------------------------------
 # per-device constants (rebuilt on configure)
 # --------------------------------------------------------------------------------------------
+#: Entries kept per device in each of :class:`_Dev`'s memo tables before it is emptied.
+_FACTS_LIMIT = 4096
+_NO_HISTORY = "; no history for this footprint"
+
+
 class _Dev:
     """What the advisor needs of a device, computed once per configuration."""
 
     __slots__ = (
+        "_dtypes",
+        "_moves",
+        "_roofs",
         "bw",
+        "copy_latency",
         "dev",
         "emulated",
         "flops",
         "g_per_j",
         "grams_basis",
+        "host_bw",
         "joules_basis",
         "kind",
         "launch",
@@ -82,6 +93,12 @@ class _Dev:
         cores = os.cpu_count() or 1
         host_flops = float(adv.get("host_flops", cores * 2.5e9 * 16))
         host_bw = float(adv.get("host_memory_bandwidth", 20e9))
+        self.host_bw = host_bw
+        self.copy_latency = float(adv.get("host_copy_latency", 20e-6))
+        # facts of this configuration, kept across history changes (see the methods below)
+        self._roofs: dict[tuple[str, bool, str], tuple[float, str]] = {}
+        self._dtypes: dict[tuple[str, ...], tuple[bool, str | None]] = {}
+        self._moves: dict[tuple[str, int], tuple[float, str]] = {}
         if cost.flops:
             self.flops = dict(cost.flops)
             self.bw = cost.memory_bandwidth
@@ -107,6 +124,64 @@ class _Dev:
         inten = carbon_intensity(dev)
         self.g_per_j = None if inten.g_per_kwh is None else inten.g_per_kwh * inten.pue / 3.6e6
         self.grams_basis = inten.basis
+
+    def roofline(
+        self, fp: _record.Footprint, emulate_fp64: bool, note: str = ""
+    ) -> tuple[float, str]:
+        """:func:`_roofline` of *fp* here, its basis followed by *note* (memoised: it depends
+        on the configuration only); an emulated device's basis says it is modelled."""
+        key = (fp.key, emulate_fp64, note)
+        hit = self._roofs.get(key)
+        if hit is None:
+            if len(self._roofs) >= _FACTS_LIMIT:
+                self._roofs.clear()
+            t, basis = _roofline(self, fp, emulate_fp64)
+            if self.emulated:
+                basis = "modelled, " + basis + "; emulated device: its wall time is the host's"
+            hit = self._roofs[key] = (t, basis + note)
+        return hit
+
+    def dtype_support(self, dtypes: tuple[str, ...]) -> tuple[bool, str | None]:
+        """``(emulate float64, reason the dtypes cannot run here or None)`` (memoised)."""
+        hit = self._dtypes.get(dtypes)
+        if hit is None:
+            spec = self.dev.spec
+            emulate = False
+            reason = None
+            for dt in dtypes:
+                if dt not in spec.native_dtypes:
+                    if dt in _FP64 and spec.precision == "emulate":
+                        emulate = True
+                    else:
+                        hint = (
+                            ' (set precision = "emulate" for it to run float64 through the Ozaki scheme)'
+                            if dt in _FP64
+                            else ""
+                        )
+                        reason = f"no native {dt}; precision = {spec.precision!r}{hint}"
+                        break
+            if len(self._dtypes) >= _FACTS_LIMIT:
+                self._dtypes.clear()
+            hit = self._dtypes[dtypes] = (emulate, reason)
+        return hit
+
+    def modelled_transfer(self, src: Device, nbytes: int) -> tuple[float, str]:
+        """Modelled seconds to move *nbytes* from *src* here, and the basis naming the source."""
+        key = (src.spec.name, nbytes)
+        hit = self._moves.get(key)
+        if hit is None:
+            if src.spec.kind == "cpu" and self.kind == "cpu":
+                sec = self.copy_latency + nbytes / self.host_bw
+                basis = "modelled (host memory copy; no measured move of this size)"
+            else:
+                sec = src.spec.cost.transfer_seconds(nbytes) + self.dev.spec.cost.transfer_seconds(
+                    nbytes
+                )
+                basis = "modelled (link cost model)"
+            if len(self._moves) >= _FACTS_LIMIT:
+                self._moves.clear()
+            hit = self._moves[key] = (sec, f"{src}: {basis}")
+        return hit
 
 
 def _build_devs() -> dict[str, _Dev]:
@@ -323,89 +398,34 @@ def _roofline(info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[fl
 
 
 def _compute_uncached(
-    info: _Dev, fp: _record.Footprint, emulate_fp64: bool
-) -> tuple[float, str, Any]:
+    st: HistoryStore, info: _Dev, fp: _record.Footprint, emulate_fp64: bool
+) -> tuple[float, str, Entry | None]:
     if info.emulated or emulate_fp64:
-        t, basis = _roofline(info, fp, emulate_fp64)
-        return (
-            t,
-            ("modelled, " + basis + "; emulated device: its wall time is the host's")
-            if info.emulated
-            else basis,
-            None,
-        )
-    h = store().device(info.name)
+        t, basis = info.roofline(fp, emulate_fp64)
+        return t, basis, None
+    h = st.device(info.name)
     e = h.entries.get(fp.key)
     if e is not None and e.samples:
-        return (
-            e.median,
-            f"history ({len(e.samples)} recent samples: median, spread {e.spread * 1e3:.3g} ms)",
-            e,
-        )
+        return e.median, e.basis, e
     if h.entries:
         fit = h.fit(fp.group)
         if fit is not None:
             t_fit = fit.predict(fp.work)
             if t_fit is not None:
-                return (
-                    t_fit,
-                    f"regression over {fit.points} sizes of {fp.group} (inside its fitted range)",
-                    None,
-                )
-    t, basis = _roofline(info, fp, False)
-    return t, basis + "; no history for this footprint", None
+                return t_fit, fit.basis, None
+    t, basis = info.roofline(fp, False, _NO_HISTORY)
+    return t, basis, None
 
 
-#: Predictions derived from the history and the configuration, dropped whenever either changes.
-_cache: dict[Any, Any] = {}
-_cache_tag: list[Any] = [None]
-
-
-def _cached() -> dict[Any, Any]:
-    st = store()
-    tag = (id(st), st.version, id(_config.get_config()))
-    if _cache_tag[0] != tag:
-        _cache.clear()
-        _cache_tag[0] = tag
-    return _cache
-
-
-def _compute(
-    cache: dict[Any, Any], info: _Dev, fp: _record.Footprint, emulate_fp64: bool
-) -> tuple[float, str, Any]:
-    """Predicted compute seconds on a device, the basis, and the history entry it came from."""
-    key = (info.name, fp.key, emulate_fp64)
-    hit = cache.get(key)
-    if hit is None:
-        hit = cache[key] = _compute_uncached(info, fp, emulate_fp64)
-    return hit  # type: ignore[no-any-return]
-
-
-def _transfer(
-    cache: dict[Any, Any], src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]
-) -> tuple[float, str]:
-    key = (src.spec.name, dst.name, nbytes)
-    hit = cache.get(key)
-    if hit is None:
-        hit = cache[key] = _transfer_uncached(src, dst, nbytes, adv)
-    return hit  # type: ignore[no-any-return]
-
-
-def _transfer_uncached(
-    src: Device, dst: _Dev, nbytes: int, adv: Mapping[str, Any]
-) -> tuple[float, str]:
+def _transfer_uncached(st: HistoryStore, src: Device, dst: _Dev, nbytes: int) -> tuple[float, str]:
+    """Seconds to move *nbytes* from *src* to *dst*, and the basis (``"<source>: <how>"``)."""
     if not (dst.emulated or src._backend.simulated):
-        t = store().device(dst.name).transfers.get(src.spec.name)
+        t = st.device(dst.name).transfers.get(src.spec.name)
         if t is not None:
             p = t.predict(nbytes)
             if p is not None:
-                return p
-    if src.spec.kind == "cpu" and dst.kind == "cpu":
-        lat = float(adv.get("host_copy_latency", 20e-6))
-        bw = float(adv.get("host_memory_bandwidth", 20e9))
-        return lat + nbytes / bw, "modelled (host memory copy; no measured move of this size)"
-    sec = src.spec.cost.transfer_seconds(nbytes) + dst.dev.spec.cost.transfer_seconds(nbytes)
-    return sec, "modelled (link cost model)"
+                return p[0], f"{src}: {p[1]}"
+    return dst.modelled_transfer(src, nbytes)
 
 
 def _arrays(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Array]:
@@ -415,23 +435,30 @@ def _arrays(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Array]:
     return out
 
 
-_resolved: dict[tuple[Any, ...], list[Device]] = {}
+_resolved: dict[Any, list[Device]] = {}
+_ALL_DEVICES = object()
+#: The device table _resolved was filled from (held, so that a new table is never taken for it).
+_resolved_for: list[Any] = [None]
 
 
 def _candidates(devices: Iterable[DeviceLike] | None) -> list[Device]:
-    """The candidate devices, as a list whose identity is stable for equal requests (memo keys)."""
+    """The candidate devices (resolved once per request and device table)."""
+    table = _devs.get()
+    if _resolved_for[0] is not table:
+        _resolved.clear()
+        _resolved_for[0] = table
     if devices is None:
-        key0: tuple[Any, ...] = (id(_devs.get()), None)
-        hit0 = _resolved.get(key0)
+        hit0 = _resolved.get(_ALL_DEVICES)
         if hit0 is None:
             # a device that places data by policy on a cluster (dask) is chosen explicitly, never
             # automatically: advice does not start or measure a cluster
-            hit0 = _resolved[key0] = [d for d in all_devices() if not d._backend.places_by_tags]
+            hit0 = _resolved[_ALL_DEVICES] = [
+                d for d in all_devices() if not d._backend.places_by_tags
+            ]
         return hit0
     if isinstance(devices, (list, tuple)):
-        key = (id(_devs.get()), *devices)
         try:
-            hit = _resolved.get(key)
+            hit = _resolved.get(tuple(devices))
         except TypeError:
             hit = None
         if hit is not None:
@@ -448,8 +475,108 @@ def _candidates(devices: Iterable[DeviceLike] | None) -> list[Device]:
     if isinstance(devices, (list, tuple)) and all(isinstance(d, (str, Device)) for d in devices):
         if len(_resolved) > 256:
             _resolved.clear()
-        _resolved[(id(_devs.get()), *devices)] = out
+        _resolved[tuple(devices)] = out
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# what advice is derived from, and its caches
+# --------------------------------------------------------------------------------------------
+#: Per candidate (see :func:`_facts`): device, its facts, name, float64 emulated, dtype
+#: exclusion, prediction key, memory capacity, and the compute prediction where it depends
+#: on the configuration alone (emulated devices, emulated float64), else None.
+_Fact = tuple[
+    Device,
+    _Dev,
+    str,
+    bool,
+    "str | None",
+    tuple[str, str, bool],
+    "int | None",
+    "tuple[float, str, Entry | None, bool | None] | None",
+]
+
+
+class _State:
+    """The history store, its version, the configuration and the residency policy that
+    cached advice was derived from, with those caches.
+
+    A change of any of the four (a sample arrives, a history file is read, ``xp.configure``,
+    a new policy) makes :func:`_advise` start a fresh state, so nothing derived from the old
+    ones is used again. The four are held by reference, never by ``id``: a replaced object
+    cannot be mistaken for its successor at the same address. Facts derived from the
+    configuration alone (rooflines, dtype capability, modelled moves) live on the
+    per-configuration :class:`_Dev` objects and survive history changes.
+    """
+
+    __slots__ = (
+        "candidates",
+        "config",
+        "facts",
+        "memo",
+        "moves",
+        "policy",
+        "predictions",
+        "store",
+        "version",
+    )
+
+    def __init__(
+        self, st: HistoryStore | None, cfg: Any, pol: Any, previous: _State | None = None
+    ) -> None:
+        self.store = st
+        self.version = -1 if st is None else st.version
+        self.config = cfg
+        self.policy = pol
+        #: whole advice by call signature: (footprint, rows, memory checks, time-dependent checks)
+        self.memo: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        #: compute predictions by (device, footprint key, float64 emulated): seconds, basis,
+        #: the history entry and its staleness where that does not depend on the time
+        self.predictions: dict[
+            tuple[str, str, bool], tuple[float, str, Entry | None, bool | None]
+        ] = {}
+        #: transfer predictions: by (destination, (source, bytes)) for one move, and by
+        #: (destination, ((source, bytes), ...)) for all of a call's arguments
+        self.moves: dict[tuple[str, tuple[Any, ...]], tuple[float, str]] = {}
+        #: the candidate devices and their facts, by the ``devices`` argument (a tuple or None),
+        #: and per (footprint key, ``devices`` argument) what :func:`_facts` says: both derived
+        #: from the configuration alone, so kept from the previous state where only the
+        #: history changed
+        self.candidates: dict[Any, list[tuple[Device, _Dev]]]
+        self.facts: dict[tuple[str, Any], list[_Fact]]
+        if previous is not None and previous.config is cfg and previous.policy is pol:
+            self.candidates, self.facts = previous.candidates, previous.facts
+        else:
+            self.candidates, self.facts = {}, {}
+
+
+_current_state = _State(None, None, None)
+#: Memoised advice kept per state before the memo is emptied (distinct call signatures).
+MEMO_LIMIT = 4096
+_UNKEYED = object()
+_op_names = _record._names
+
+
+def _renew(st: HistoryStore, cfg: Any, pol: Any) -> _State:
+    global _current_state
+    s = _current_state = _State(st, cfg, pol, _current_state)
+    return s
+
+
+def _kw_signature(kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The keywords' part of a memo key: array keywords as arrays are, the others by ``repr``
+    (which is what their footprint records)."""
+    return tuple(
+        [
+            (
+                k,
+                (v._data.dtype, v._data.shape, v._device.spec.name, v._tags)
+                if isinstance(v, Array)
+                else repr(v),
+            )
+            for k, v in kwargs.items()
+        ]
+    )
 
 
 def _advise(
@@ -470,114 +597,219 @@ def _advise(
     rec = _record._active.get()
     if rec is not None and rec._raw:
         rec._settle()  # runs recorded so far count
-    fp = _record.footprint(fn, args, kwargs)
-    arrays = _arrays(args, kwargs)
-    tags = _tags.union_all(a._tags for a in arrays) if arrays else None
+    st = store()
+    cfg = _config.get_config()
     pol = current_policy()
-    check_policy = bool(pol.rules) and (tags is not None or pol.untagged_covered)
-    # where the data is: bytes per source device; the holder has the most
+    s = _current_state
+    if s.version != st.version or s.store is not st or s.config is not cfg or s.policy is not pol:
+        s = _renew(st, cfg, pol)
+    # The whole advice is memoised per state, by what it depends on besides the state: the
+    # operation, the dtypes, shapes, devices and tags of the array arguments, the keywords,
+    # the objective and the candidates. A hit is re-checked for what changes within a state:
+    # the free memory of emulated devices and re-measure flags that depend on the time.
+    if devices is None:
+        dkey: Any = None
+    elif type(devices) is list or type(devices) is tuple:
+        dkey = tuple(devices)
+    else:
+        dkey = _UNKEYED  # an iterator (read once) or a mistake that _candidates names
+    key: tuple[Any, ...] | None = None
+    if dkey is not _UNKEYED:
+        try:  # the operation's name, not the function: a key holds no closure alive
+            op = _op_names[fn]
+        except (KeyError, TypeError):
+            op = _record.op_name(fn)
+        sig = [op, objective, dkey]
+        for a in args:
+            if isinstance(a, Array):
+                d = a._data
+                sig += (d.dtype, d.shape, a._device.spec.name, a._tags)
+        if kwargs:
+            sig.append(_kw_signature(kwargs))
+        key = tuple(sig)
+        try:
+            memo = s.memo.get(key)
+        except TypeError:  # an unhashable device or keyword: no memo
+            key = memo = None
+            dkey = _UNKEYED
+        if memo is not None:
+            fp, rows, mem_checks, timed = memo
+            ok = True
+            if mem_checks:
+                for dev, need, was in mem_checks:
+                    if (
+                        need > dev.spec.memory - int(dev._backend.memory_used(dev) or 0)
+                    ) is not was:
+                        ok = False
+                        break
+            if ok and timed:
+                now = time.time()
+                stale_after = float(cfg.section("advisor").get("stale_after", 600.0))
+                ok = all(e.stale(now, stale_after) is flag for e, flag in timed)
+            if ok:
+                return Advice(fp, objective, list(rows))
+    fp = _record.footprint(fn, args, kwargs)
+    cands = s.candidates.get(dkey) if dkey is not _UNKEYED else None
+    if cands is None:
+        cands = [(dev, _dev_info(dev)) for dev in _candidates(devices)]
+        if dkey is not _UNKEYED:
+            if len(s.candidates) >= 256:
+                s.candidates.clear()
+            s.candidates[dkey] = cands
+    rows, mem_checks, timed = _rank(
+        st, s, fp, args, kwargs, objective, _facts(s, fp, dkey, cands), pol, cfg
+    )
+    if key is not None:
+        if len(s.memo) >= MEMO_LIMIT:
+            s.memo.clear()
+        s.memo[key] = (fp, rows, mem_checks, timed)
+    return Advice(fp, objective, list(rows))
+
+
+def _facts(
+    s: _State, fp: _record.Footprint, dkey: Any, cands: list[tuple[Device, _Dev]]
+) -> list[_Fact]:
+    """Per candidate, what depends on neither the history, nor where the arguments are,
+    nor their tags, nor the objective (see :data:`_Fact`)."""
+    key = (fp.key, dkey)
+    facts = s.facts.get(key) if dkey is not _UNKEYED else None
+    if facts is None:
+        facts = []
+        for dev, info in cands:
+            emulate, reason = info.dtype_support(fp.dtypes)
+            fixed = None
+            if reason is None and (info.emulated or emulate):  # modelled, never from history
+                t, basis = info.roofline(fp, emulate)
+                fixed = (t, basis, None, False)
+            ckey = (info.name, fp.key, emulate)
+            facts.append((dev, info, info.name, emulate, reason, ckey, dev.spec.memory, fixed))
+        if dkey is not _UNKEYED:
+            if len(s.facts) >= MEMO_LIMIT:
+                s.facts.clear()
+            s.facts[key] = facts
+    return facts
+
+
+def _rank(
+    st: HistoryStore,
+    s: _State,
+    fp: _record.Footprint,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    objective: str,
+    facts: list[_Fact],
+    pol: Any,
+    cfg: Any,
+) -> tuple[tuple[Row, ...], list[tuple[Device, int, bool]], list[tuple[Entry, bool]]]:
+    """The rows of an advice, best first, and what a memo hit must re-check."""
+    # where the data is: bytes per source device (the holder has the most), and its tags
+    tags: _tags.TagSet | None = None
     where: dict[str, int] = {}
-    sizes: list[tuple[Device, int]] = []
-    for a in arrays:
+    sizes: list[tuple[Device, int, tuple[str, int]]] = []
+    for a in _arrays(args, kwargs):
+        at = a._tags
+        if at is not None:
+            tags = _tags.union(tags, at)
         nb = int(a._data.nbytes)
-        name = a._device.spec.name
+        src = a._device
+        name = src.spec.name
         where[name] = where.get(name, 0) + nb
-        sizes.append((a._device, nb))
-    holder = max(where, key=where.__getitem__) if where else None
+        sizes.append((src, nb, (name, nb)))
+    check_policy = bool(pol.rules) and (tags is not None or pol.untagged_covered)
+    holder = (
+        (next(iter(where)) if len(where) == 1 else max(where, key=where.__getitem__))
+        if where
+        else None
+    )
     in_bytes = sum(where.values())
     out_bytes = max(int(fp.nbytes) - in_bytes, 0)
-    adv = _config.get_config().section("advisor")
-    stale_after = float(adv.get("stale_after", 600.0))
+    msig = tuple([m[2] for m in sizes])
+    stale_after = float(cfg.section("advisor").get("stale_after", 600.0))
     now = time.time()
-    cache = _cached()
-    cands = _candidates(devices)
-    # The whole advice is memoised (dropped when the history or configuration changes); a hit
-    # is re-checked for what changes without either: free memory and re-measure flags.
-    mkey = (fp.key, objective, tags, id(cands), tuple([(d.spec.name, nb) for d, nb in sizes]))
-    memo = cache.get(mkey)
-    if memo is not None:
-        rows, mem_checks, stale_checks = memo
-        if all(
-            (need > d.spec.memory - d._backend.memory_used(d)) is was for d, need, was in mem_checks
-        ) and all(e.stale(now, stale_after) is flag for e, flag in stale_checks):
-            return Advice(fp, objective, list(rows))
-    mem_checks = []
-    stale_checks = []
+    preds = s.predictions
+    moves = s.moves
+    mem_checks: list[tuple[Device, int, bool]] = []
+    timed: list[tuple[Entry, bool]] = []
     allowed: list[Row] = []
     excluded: list[Row] = []
-    for dev in cands:
-        info = _dev_info(dev)
-        spec = dev.spec
-        reason = rule = None
+    for dev, info, name, emulate, reason, ckey, capacity, fixed in facts:
+        rule = None
         if check_policy:
             d = pol.decide_device("compute", tags, dev)
             if not d.allowed:
                 reason, rule = f"denied by rule {d.rule!r}: {d.reason}", d.rule
-        emulate = False
-        if reason is None:
-            for dt in fp.dtypes:
-                if dt not in spec.native_dtypes:
-                    if dt in _FP64 and spec.precision == "emulate":
-                        emulate = True
-                    else:
-                        hint = (
-                            ' (set precision = "emulate" for it to run float64 through the Ozaki scheme)'
-                            if dt in _FP64
-                            else ""
-                        )
-                        reason = f"no native {dt}; precision = {spec.precision!r}{hint}"
-                        break
-        incoming = in_bytes - where.get(spec.name, 0)
-        capacity = spec.memory
-        if reason is None and capacity is not None:
+        here = where.get(name, 0)
+        incoming = in_bytes - here
+        if capacity is not None and reason is None:
             used = 0
+            need = incoming + out_bytes
             if info.emulated:
                 used = int(dev._backend.memory_used(dev) or 0)
-                mem_checks.append(
-                    (dev, incoming + out_bytes, incoming + out_bytes > capacity - used)
-                )
-            if incoming + out_bytes > capacity - used:
-                reason = (
-                    f"capacity: needs {incoming + out_bytes:,} bytes, {capacity - used:,} of "
-                    f"{capacity:,} free"
-                )
+                mem_checks.append((dev, need, need > capacity - used))
+            if need > capacity - used:
+                reason = f"capacity: needs {need:,} bytes, {capacity - used:,} of {capacity:,} free"
         if reason is not None:
             excluded.append(
-                Row(
-                    spec.name,
-                    False,
-                    reason,
-                    rule,
-                    math.nan,
-                    "",
-                    math.nan,
-                    "",
-                    0,
-                    math.nan,
-                    "",
-                    None,
-                    "",
-                    spec.name == holder,
-                    False,
-                    math.inf,
+                _new_row(
+                    Row,
+                    (
+                        name,
+                        False,
+                        reason,
+                        rule,
+                        math.nan,
+                        "",
+                        math.nan,
+                        "",
+                        0,
+                        math.nan,
+                        "",
+                        None,
+                        "",
+                        name == holder,
+                        False,
+                        math.inf,
+                    ),
                 )
             )
             continue
-        comp, cbasis, entry = _compute(cache, info, fp, emulate)
-        stale = False
-        if entry is not None:
-            stale = entry.stale(now, stale_after)
-            stale_checks.append((entry, stale))
+        hit = fixed or preds.get(ckey)
+        if hit is None:
+            t, basis, entry = _compute_uncached(st, info, fp, emulate)
+            # an entry changes only with the history (a new state): its time-free staleness holds
+            hit = preds[ckey] = (
+                t,
+                basis,
+                entry,
+                None if entry is None else entry.stale_regardless_of_time(),
+            )
+        comp, cbasis, entry, stale = hit
+        if stale is None:
+            stale = False
+            if entry is not None:
+                stale = entry.stale(now, stale_after)
+                timed.append((entry, stale))
         tsec = 0.0
         tbasis = "none (data already there)"
         if incoming:
-            bases: dict[str, None] = {}
-            for src, nb in sizes:  # one move per array argument, as xp.run makes them
-                if src is not dev:
-                    sec, b = _transfer(cache, src, info, nb, adv)
-                    tsec += sec
-                    bases[f"{src}: {b}"] = None
-            tbasis = "; ".join(bases)
+            # one move per array argument not on this device, as xp.run makes them; with no
+            # argument on a device of this name, every one moves and the sum is remembered
+            mkey = (name, msig) if not here else None
+            mv = moves.get(mkey) if mkey is not None else None
+            if mv is None:
+                bases: dict[str, None] = {}
+                for src, nb, skey in sizes:
+                    if src is not dev:
+                        tkey = (name, skey)
+                        m = moves.get(tkey)
+                        if m is None:
+                            m = moves[tkey] = _transfer_uncached(st, src, info, nb)
+                        tsec += m[0]
+                        bases[m[1]] = None
+                mv = (tsec, "; ".join(bases))
+                if mkey is not None:
+                    moves[mkey] = mv
+            tsec, tbasis = mv
         joules = info.watts * (comp + tsec)
         grams = None if info.g_per_j is None else joules * info.g_per_j
         score = (
@@ -588,26 +820,29 @@ def _advise(
             else (math.inf if grams is None else grams)
         )
         allowed.append(
-            Row(
-                spec.name,
-                True,
-                None,
-                None,
-                comp,
-                cbasis,
-                tsec,
-                tbasis,
-                incoming,
-                joules,
-                info.joules_basis,
-                grams,
-                info.grams_basis,
-                spec.name == holder,
-                stale,
-                score,
+            _new_row(
+                Row,
+                (
+                    name,
+                    True,
+                    None,
+                    None,
+                    comp,
+                    cbasis,
+                    tsec,
+                    tbasis,
+                    incoming,
+                    joules,
+                    info.joules_basis,
+                    grams,
+                    info.grams_basis,
+                    name == holder,
+                    stale,
+                    score,
+                ),
             )
         )
-    allowed.sort(key=lambda r: r.score)
+    allowed.sort(key=_score)
     if allowed:
         best = allowed[0].score
         if math.isfinite(best):
@@ -618,9 +853,12 @@ def _advise(
                     if i:
                         allowed.insert(0, allowed.pop(i))
                     break
-    rows = allowed + excluded
-    cache[mkey] = (rows, mem_checks, stale_checks)
-    return Advice(fp, objective, list(rows))
+    return (*allowed, *excluded), mem_checks, timed
+
+
+_score = operator.attrgetter("score")
+#: Row construction without NamedTuple's Python-level ``__new__`` (rows are built per device).
+_new_row = tuple.__new__
 
 
 def advise(

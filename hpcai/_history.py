@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class Entry:
     """The samples of one kernel footprint on one device, with robust statistics."""
 
     __slots__ = (
+        "_basis",
         "_med",
         "best",
         "flops",
@@ -111,8 +112,10 @@ class Entry:
         self.nbytes = float(nbytes)
         self._med = math.nan
         self.spread = math.nan
+        self._basis: str | None = None
 
     def _stats(self) -> None:
+        self._basis = None
         s = self.samples
         if not s:
             self._med = self.spread = math.nan
@@ -162,11 +165,29 @@ class Entry:
             self.best = min(self.best, self._med)
         return outlier
 
+    @property
+    def basis(self) -> str:
+        """How a prediction from this entry was found, in words (made once per change)."""
+        b = self._basis
+        if b is None:
+            b = self._basis = (
+                f"history ({len(self.samples)} recent samples: median, spread {self.spread * 1e3:.3g} ms)"
+            )
+        return b
+
     def stale(self, now: float, stale_after: float) -> bool:
         """Whether this entry should be re-measured before it is trusted (see the module doc)."""
         if self.remeasure:
             return True
         return self._med > 2.0 * self.best and now - self.last > stale_after
+
+    def stale_regardless_of_time(self) -> bool | None:
+        """:meth:`stale` where the answer does not depend on the time; ``None`` where it does."""
+        if self.remeasure:
+            return True
+        if self._med > 2.0 * self.best:
+            return None
+        return False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,10 +222,12 @@ class Entry:
 class _Fit:
     """``log t = a + b log W`` over one operation's footprints, valid on ``[lo, hi]``."""
 
-    __slots__ = ("a", "b", "hi", "lo", "points")
+    __slots__ = ("a", "b", "basis", "hi", "lo", "points")
 
     def __init__(self, a: float, b: float, lo: float, hi: float, points: int) -> None:
         self.a, self.b, self.lo, self.hi, self.points = a, b, lo, hi, points
+        #: How a prediction from this fit was found, in words (set by :meth:`DeviceHistory.fit`).
+        self.basis = f"regression over {points} sizes (inside its fitted range)"
 
     def predict(self, w: float) -> float | None:
         if w <= 0 or not (self.lo <= w <= self.hi):
@@ -234,18 +257,33 @@ def _fit(entries: list[Entry]) -> _Fit | None:
 class _Transfers:
     """Measured moves from one source device: ``(bytes, seconds)`` samples."""
 
-    __slots__ = ("samples",)
+    __slots__ = ("_predicted", "samples")
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, float]] = []
+        self._predicted: dict[float, tuple[float, str] | None] = {}
 
     def add(self, nbytes: float, seconds: float) -> None:
+        self._predicted.clear()
         self.samples.append((float(nbytes), float(seconds)))
         if len(self.samples) > TRANSFER_WINDOW:
             del self.samples[: len(self.samples) - TRANSFER_WINDOW]
 
     def predict(self, nbytes: float) -> tuple[float, str] | None:
-        """Seconds to move *nbytes*, and how it was found; ``None`` outside what was measured."""
+        """Seconds to move *nbytes*, and how it was found; ``None`` outside what was measured.
+
+        Remembered per size until the next sample (a prediction reads every sample).
+        """
+        try:
+            return self._predicted[nbytes]
+        except KeyError:
+            pass
+        if len(self._predicted) >= 1024:
+            self._predicted.clear()
+        p = self._predicted[nbytes] = self._predict(nbytes)
+        return p
+
+    def _predict(self, nbytes: float) -> tuple[float, str] | None:
         near = [t for b, t in self.samples if abs(b - nbytes) <= 0.1 * max(nbytes, 1.0)]
         if near:
             return _median(near), f"history ({len(near)} moves of this size, median)"
@@ -288,6 +326,8 @@ class DeviceHistory:
             return self._fits[group]
         except KeyError:
             f = self._fits[group] = _fit(self._groups.get(group, []))
+            if f is not None:
+                f.basis = f"regression over {f.points} sizes of {group} (inside its fitted range)"
             return f
 
     def to_json(self, host: str) -> dict[str, Any]:
@@ -368,7 +408,8 @@ class HistoryStore:
         self._mem: dict[str, DeviceHistory] = {}
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self._lock = threading.Lock()
-        #: Bumped on every change, so that predictions derived from the history can be cached.
+        #: Bumped on every change (after it is made), so that predictions derived from the
+        #: history can be cached: whoever changes entries directly bumps it too.
         self.version = 0
 
     def path(self, device: str) -> Path:
@@ -429,11 +470,11 @@ class HistoryStore:
     def reload(self) -> None:
         """Forget what was read (pending samples are kept); files are read again on next use."""
         with self._lock:
-            self.version += 1
             self._mem.clear()
             for device, pending in self._pending.items():
                 h = self._mem[device] = self._read(device)
                 _apply(h, pending)
+            self.version += 1
 
     def add_kernel(
         self, device: str, key: str, seconds: float, flops: float, nbytes: float
@@ -443,17 +484,19 @@ class HistoryStore:
         rec = ("k", key, seconds, flops, nbytes, when)
         h = self.device(device)
         with self._lock:
-            self.version += 1
             self._pending.setdefault(device, []).append(rec)
-            return h.entry(key, _group_of(key), flops, nbytes).add(seconds, when)
+            try:
+                return h.entry(key, _group_of(key), flops, nbytes).add(seconds, when)
+            finally:
+                self.version += 1  # after the change: advice cached meanwhile is dropped
 
     def add_transfer(self, source: str, destination: str, nbytes: int, seconds: float) -> None:
         """Record one measured move (kept in the destination's file)."""
         h = self.device(destination)
         with self._lock:
-            self.version += 1
             self._pending.setdefault(destination, []).append(("t", source, nbytes, seconds))
             h.transfers.setdefault(source, _Transfers()).add(nbytes, seconds)
+            self.version += 1  # after the change: advice cached meanwhile is dropped
 
     def flush(self) -> list[Path]:
         """Merge pending samples into the files (atomic, under a lock); return the files written."""
@@ -477,11 +520,11 @@ class HistoryStore:
                         os.unlink(tmp)
                     raise
             with self._lock:
-                self.version += 1
                 self._mem[device] = h
                 later = self._pending.get(device)
                 if later:
                     _apply(h, later)
+                self.version += 1
             written.append(p)
         return written
 
@@ -546,11 +589,35 @@ _store: _config.Derived[HistoryStore] = _config.Derived(_build_store, on_reset=N
 _env_dir: list[str | None] = [os.environ.get("HPCAI_HISTORY_DIR")]
 
 
+def _raw_env_reader() -> tuple[Callable[[Any], Any], Any]:
+    """A cheap reader of ``$HPCAI_HISTORY_DIR`` for :func:`store`'s per-call check.
+
+    ``os.environ.get`` encodes the key and decodes the value on every call (~0.3 us, most
+    of a memoised ``xp.advise``). CPython's ``os.environ`` keeps the values, encoded, in a
+    dict that every change through ``os.environ`` updates, so one lookup there tells
+    whether the variable changed (the value itself is then read the ordinary way). Where
+    that dict is not there: ``os.environ.get`` itself.
+    """
+    data = getattr(os.environ, "_data", None)
+    encodekey = getattr(os.environ, "encodekey", None)
+    if isinstance(data, dict) and callable(encodekey):
+        with contextlib.suppress(Exception):
+            return data.get, encodekey("HPCAI_HISTORY_DIR")
+    return os.environ.get, "HPCAI_HISTORY_DIR"
+
+
+_raw_env_get, _RAW_ENV_KEY = _raw_env_reader()
+_env_raw: list[Any] = [_raw_env_get(_RAW_ENV_KEY)]
+
+
 def store() -> HistoryStore:
     """The history store of the active configuration (and of ``$HPCAI_HISTORY_DIR``)."""
-    env = os.environ.get("HPCAI_HISTORY_DIR")
-    if env != _env_dir[0]:
-        _env_dir[0] = env
-        _flush_old()
-        _store.reset()
+    raw = _raw_env_get(_RAW_ENV_KEY)
+    if raw != _env_raw[0]:
+        _env_raw[0] = raw
+        env = os.environ.get("HPCAI_HISTORY_DIR")
+        if env != _env_dir[0]:
+            _env_dir[0] = env
+            _flush_old()
+            _store.reset()
     return _store.get()

@@ -142,6 +142,8 @@ def op_name(fn: Callable[..., Any]) -> str:
     else:
         name = f"{mod}.{qual}" if mod else qual
     try:
+        if len(_names) >= 4096:  # functions made on the fly (lambdas): keep the table bounded
+            _names.clear()
         _names[fn] = name
     except TypeError:
         pass
