@@ -714,7 +714,9 @@ def save(
     zarr v3 ``dimension_names`` *dims* (default ``dim_0, dim_1, ...``) and the user attributes
     *attrs*, so ``xr.open_zarr(url)`` opens it as the variable ``name``. *callback*: an
     ``fsspec.callbacks.Callback`` told the array's size in bytes (``set_size``), then each
-    chunk's bytes as it is written (``relative_update``).
+    chunk's bytes as it is written (``relative_update``). A ``dask``-device array is written
+    by the Dask workers (each through its own endpoint filesystem) into the new version, which
+    is committed here once every chunk is stored (:mod:`._dask`).
 
     The residency check (``store`` of the array's tags on the endpoint) happens before
     anything is written; a denial raises :class:`~hpcai.errors.ResidencyError` and leaves
@@ -730,6 +732,10 @@ def save(
     from hpcai import residency
 
     fname = "hpcai.storage.save"
+    if x.__class__ is Array and x._device.backend == "dask":  # chunks written by the workers
+        from . import _dask
+
+        return _dask.save(x, url, chunks, name=name, dims=dims, attrs=attrs, callback=callback)
     ep, rel = parse_url(url, fname=fname)
     if not rel:
         raise InvalidArgumentError(f"{fname}: {url!r} names the endpoint root; give a path, e.g. {ep.url_for('data/x.zarr')!r}")
@@ -1061,7 +1067,7 @@ def _to_device(host: Any, dev: Device, tags: TagSet | None) -> Array:
     return _wrap(native, dev, tags)
 
 
-def load(url: str, device: DeviceLike | None = None, *, callback: Any = None) -> Array:
+def load(url: str, device: DeviceLike | None = None, *, callback: Any = None, chunks: Any = None) -> Array:
     """Load the array at *url* onto *device* (default: the default device), with its tags.
 
     *url*: a dataset saved by :func:`save`, a stable name inside one (``.../t2m.zarr/t2m``,
@@ -1070,6 +1076,10 @@ def load(url: str, device: DeviceLike | None = None, *, callback: Any = None) ->
     :class:`~hpcai.errors.ResidencyError` before any chunk is read. *callback*: an
     ``fsspec.callbacks.Callback`` told the array's size in bytes, then each chunk's bytes as
     it is read.
+
+    ``device="dask"``: a lazy ``dask``-device array whose chunks (*chunks*: dask's chunk forms;
+    default the stored chunks) are read by the Dask workers, each deciding for its own site
+    (:mod:`._dask`); nothing is read here.
 
     >>> import hpcai as xp, hpcai.storage as st, tempfile
     >>> _ = xp.configure(data={"endpoints": {"scratch": {"url": "file://" + tempfile.mkdtemp()}}})
@@ -1080,6 +1090,12 @@ def load(url: str, device: DeviceLike | None = None, *, callback: Any = None) ->
     """
     fname = "hpcai.storage.load"
     dev = _device_arg(fname, device)
+    if dev.backend == "dask":  # read on the workers
+        from . import _dask
+
+        return _dask.load(url, dev, chunks, callback=callback)
+    if chunks is not None:
+        raise InvalidArgumentError(f"{fname}: chunks= is for device='dask' (the chunks its workers read), not {dev}")
     progress = _progress(fname, callback)
 
     async def run() -> tuple[_Resolved, Any]:
@@ -1187,5 +1203,10 @@ def open(url: str, device: DeviceLike | None = None) -> StoredArray:
     """
     fname = "hpcai.storage.open"
     dev = _device_arg(fname, device)
+    if dev.backend == "dask":
+        raise InvalidArgumentError(
+            f"{fname}: for device='dask' use hpcai.storage.load({url!r}, device='dask'), which is lazy already: "
+            "its chunks are read by the Dask workers when computed"
+        )
     res, arr = _zsync(_open_async(url, dev, fname))
     return StoredArray(res, arr, dev)
