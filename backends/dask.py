@@ -602,14 +602,17 @@ class DaskBackend(Backend):
         norm = normalize_chunks("auto" if want is None else want, host.shape, limit=limit,
                                 dtype=host.dtype)
         cpu = _xp.resolve_device("numpy:cpu")
-        parts = [wrap(np.array(host[s], copy=True), cpu, tags) for s in slices_from_chunks(norm)]
-        futures = c.scatter(parts, workers=workers, hash=False)
         name = "hpcai-chunks-" + uuid.uuid4().hex
-        index = itertools.product(*[range(len(b)) for b in norm])
-        dsk = {(name, *i): f for i, f in zip(index, futures)}
+        keys = [(name, *i) for i in itertools.product(*[range(len(b)) for b in norm])]
+        parts = [wrap(np.array(host[s], copy=True), cpu, tags) for s in slices_from_chunks(norm)]
+        # Scattered under the array's own keys (as persist leaves them): a graph key that only
+        # pointed at a differently named future would be one more task per chunk to schedule
+        # and run in every computation (~1.5x the time of a small-chunk pipeline).
+        futures = c.scatter(dict(zip(keys, parts)), workers=workers, hash=False)
+        dsk = {k: futures[k] for k in keys}
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=())  # type: ignore[arg-type]
         arr = DaskArray(graph, name, norm, meta=_meta(host.dtype, host.ndim))
-        arr._hpcai_futures = futures  # type: ignore[attr-defined]  # keep the scattered chunks alive
+        arr._hpcai_futures = list(dsk.values())  # type: ignore[attr-defined]  # keep the scattered chunks alive
         return arr
 
     def gather(self, native: Any, tags: TagSet | None, op: str, *, optimize_graph: bool = True) -> Any:
@@ -617,8 +620,11 @@ class DaskBackend(Backend):
         import hpcai.distributed as hd
         c = self.client()
         res = hd.resources_for(tags) if tags else {}
-        if res:
-            self.allowed_workers(tags, op, wait=True)
+        # Submitted at once: the restriction keeps the tasks off workers that lack the rule
+        # resources (they wait, unscheduled, while no worker has them). Whether an allowed
+        # worker exists is asked of the scheduler (a round trip) only when the result is slow
+        # to come: with none left, this gives up within about 1 s + [dask] timeout, naming
+        # the rule.
         fut = c.compute(da.Array(native.dask, native.name, native.chunks, meta=native._meta),
                         resources=res or None, optimize_graph=optimize_graph)
         while True:

@@ -10,8 +10,12 @@ ignores task restrictions. So the guarantee sits where data lands:
   dtype, shape, tags and *the rules that cover it*; the receiving process deserializes it
   only if its own policy allows the data on the device it lands on **and** the carried rules
   hold for that device's attributes there (a worker without hpcai configuration has no
-  ``[site]`` attributes, so rules that require some refuse: it fails closed). The same
-  check runs when an Array is unpickled (``Array.__reduce__`` carries the rules too).
+  ``[site]`` attributes, so rules that require some refuse: it fails closed). The tags and
+  the carried rules travel as one canonical JSON text (the *guard*, made once per tag set
+  and configuration by the sender); each process decides an arrival once per (device, guard
+  text, configuration), keyed by the guard text exactly as it arrived (so a header changed
+  in any byte is decided afresh), and never caches a refusal. The same check runs when an
+  Array is unpickled (``Array.__reduce__`` carries the rules too).
 * **worker resources per rule**: :func:`dask_setup` (``dask worker --preload
   hpcai.distributed``) advertises ``hpcai-rule-<name>`` for every rule whose ``compute``
   expression the worker's own ``[site]`` satisfies; :func:`resources_for` gives the
@@ -28,6 +32,7 @@ together); they are dropped without being wrapped, and the refusal is audited th
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import threading
@@ -36,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ._array import _wrap
 from ._tags import TagSet, as_mapping
 from .errors import ResidencyError
 
@@ -59,9 +65,64 @@ def _tags_from(obj: Any) -> TagSet | None:
     return make_tags(obj, fname="hpcai.distributed") if obj else None
 
 
-def _serialize(x: Any) -> tuple[dict[str, Any], list[Any]]:
-    from .residency._carried import carried_rules
+_HOST = socket.gethostname()
 
+# -- the caches of the serializer ---------------------------------------------------------
+# Both are valid for one configuration: any configuration change empties them and bumps the
+# generation, and an entry computed while a change was under way is not kept (its generation
+# is read before the policy it was decided under).
+_cache_lock = threading.Lock()
+_generation = 0
+
+#: Sender: tags -> the guard text of data with those tags (see :func:`_guard_text`).
+_guards: dict[TagSet | None, str] = {}
+
+#: Receiver: (device, guard text) -> (Device, tags), for the arrivals this process allowed.
+#: The key is the guard text exactly as it arrived, the text the decision was made from: a
+#: header that differs from an allowed one in any byte of its tags or carried rules is another
+#: key and gets its own decision (a dict compares keys by equality, so no collision can pass
+#: for an allowed decision). The decision (and its audit record) is so made once per
+#: (device, tags, carried rules, process, configuration), not per chunk; refusals are never
+#: cached.
+_allowed_arrivals: dict[tuple[str, str], tuple[Any, TagSet | None]] = {}
+_CACHE_LIMIT = 4096
+
+#: np.dtype of each dtype string seen (a handful per process).
+_dtypes: dict[str, np.dtype[Any]] = {}
+
+
+def _forget_arrivals(*_: Any) -> None:
+    global _generation
+    with _cache_lock:
+        _generation += 1
+        _allowed_arrivals.clear()
+        _guards.clear()
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any, generation: int) -> None:
+    with _cache_lock:
+        if generation != _generation:  # the configuration changed while it was computed
+            return
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+
+
+def _guard_text(tags: TagSet | None) -> str:
+    """The tags and the rules that cover them, as the canonical JSON text that travels in the
+    header (computed once per tag set and configuration in the sending process)."""
+    g = _guards.get(tags)
+    if g is None:
+        from .residency._carried import carried_rules
+
+        generation = _generation
+        g = json.dumps({"tags": _tags_json(tags), "carried": carried_rules(tags)}, sort_keys=True,
+                       separators=(",", ":"))
+        _remember(_guards, tags, g, generation)
+    return g
+
+
+def _serialize(x: Any) -> tuple[dict[str, Any], list[Any]]:
     dev = x._device
     host = np.asarray(dev._backend.to_host(x._data, dev))
     if not host.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
@@ -70,23 +131,21 @@ def _serialize(x: Any) -> tuple[dict[str, Any], list[Any]]:
         "device": dev.spec.name,
         "dtype": host.dtype.str,
         "shape": list(host.shape),
-        "tags": _tags_json(x._tags),
-        "carried": carried_rules(x._tags),
-        "sender": socket.gethostname(),
+        "guard": _guard_text(x._tags),  # {"tags": ..., "carried": the rules that cover them}
+        "sender": _HOST,
     }
     return header, [host.reshape(-1).view(np.uint8).data if host.size else b""]
 
 
-#: Arrivals this process allowed: (device, tags, carried rules, policy hash) -> (Device, tags).
-#: A chunk whose tags and carried rules were allowed on a device under the current
-#: configuration is allowed again without a new decision, so the decision (and its audit
-#: record) is made once per (tags, process, decision), not per chunk; refusals are never
-#: cached, and any configuration change empties the cache.
-_allowed_arrivals: dict[tuple[str, str, str, str], tuple[Any, TagSet | None]] = {}
-
-
-def _forget_arrivals(old: Any, new: Any, via: str) -> None:
-    _allowed_arrivals.clear()
+def _parse_guard(text: Any) -> tuple[TagSet | None, dict[str, Any] | None]:
+    """The tags and carried rules of a header's guard text; malformed: refused."""
+    try:
+        g = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        g = None
+    if not isinstance(g, dict) or not isinstance(g.get("tags"), dict) or not isinstance(g.get("carried"), (dict, type(None))):
+        raise ResidencyError(f"data arrived with a malformed residency header ({str(text)[:200]!r}); refused")
+    return _tags_from(g["tags"]), g["carried"]
 
 
 def _decide_arrival(header: Mapping[str, Any], nbytes: int) -> tuple[Any, TagSet | None]:
@@ -95,48 +154,50 @@ def _decide_arrival(header: Mapping[str, Any], nbytes: int) -> tuple[Any, TagSet
     from .errors import UnknownDeviceError
     from .residency._carried import check_arrival
 
-    tags = _tags_from(header.get("tags"))
+    tags, carried = _parse_guard(header.get("guard"))
     try:
         dev = resolve_device(str(header["device"]))
     except UnknownDeviceError:  # a device this process lacks: the chunk lands on its host
         dev = resolve_device("numpy:cpu")
-    check_arrival(tags, dev, header.get("carried"), operation="dask-receive", nbytes=nbytes)
+    check_arrival(tags, dev, carried, operation="dask-receive", nbytes=nbytes)
     return dev, tags
 
 
+def _refused(header: Mapping[str, Any], exc: ResidencyError) -> RefusedData:
+    try:
+        tags = _tags_json(_parse_guard(header.get("guard"))[0])
+    except ResidencyError:
+        tags = {}
+    return RefusedData(str(exc), tags, _HOST)
+
+
 def _deserialize(header: Mapping[str, Any], frames: list[Any]) -> Any:
-    dtype = np.dtype(header["dtype"])
-    shape = tuple(int(n) for n in header["shape"])
+    dt = header["dtype"]
+    dtype = _dtypes.get(dt)
+    if dtype is None:
+        dtype = _dtypes[str(dt)] = np.dtype(dt)
+    shape = header["shape"]
     count = math.prod(shape)
-    key = (str(header["device"]), repr(header.get("tags")), repr(header.get("carried")), _policy_hash())
-    hit = _allowed_arrivals.get(key)
+    try:
+        key = (header["device"], header["guard"])
+        hit = _allowed_arrivals.get(key)  # type: ignore[arg-type]
+    except (KeyError, TypeError):  # no guard, or an unhashable one: decided (refused) below
+        key, hit = None, None
     if hit is None:
+        generation = _generation
         try:
             hit = _decide_arrival(header, count * dtype.itemsize)
         except ResidencyError as exc:
             # Raising here would close the connection (the sender sees a bare CommClosedError, a
             # dependency fetch retries): a data-less placeholder lands instead, and whatever uses
             # it gets this refusal.
-            return RefusedData(str(exc), _tags_json(_tags_from(header.get("tags"))), socket.gethostname())
-        if len(_allowed_arrivals) > 4096:
-            _allowed_arrivals.clear()
-        _allowed_arrivals[key] = hit
+            return _refused(header, exc)
+        if key is not None and isinstance(key[0], str) and isinstance(key[1], str):
+            _remember(_allowed_arrivals, key, hit, generation)
     dev, tags = hit
     buf = frames[0] if frames else b""
     host = np.frombuffer(buf, dtype=dtype, count=count).reshape(shape).copy()
     data = host if dev._host else dev._backend.from_host(host, dev, copy=True)
-    return _wrap_array(data, dev, tags)
-
-
-def _policy_hash() -> str:
-    from .residency import current_policy
-
-    return str(current_policy().policy_hash)
-
-
-def _wrap_array(data: Any, dev: Any, tags: TagSet | None) -> Any:
-    from ._array import _wrap
-
     return _wrap(data, dev, tags)
 
 
@@ -300,7 +361,10 @@ async def dask_setup(worker: Any) -> None:
 def _on_config_change_hook() -> None:
     from . import _config
 
+    # before the change applies, and after it applied (and the policy and devices were
+    # reset: they registered their resets when hpcai was imported, before this module)
     _config.on_change(_forget_arrivals)
+    _config.on_reconfigure(_forget_arrivals)
 
 
 _on_config_change_hook()
