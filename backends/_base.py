@@ -241,6 +241,15 @@ class Backend(ABC):
         account its memory (the default). Emulated devices account every array."""
         return None
 
+    def chunks(self, native: Any) -> tuple[tuple[int, ...], ...] | None:
+        """The chunk sizes along each axis of a chunked (distributed) array, dask's form
+        (``((2, 2), (3,))``), or ``None`` for an array held whole (the default). xarray treats
+        an array with chunks as chunked and asks its chunk manager to compute it."""
+        c = getattr(native, "chunks", None)
+        if isinstance(c, tuple) and all(isinstance(a, tuple) for a in c):
+            return c
+        return None
+
     def synchronize(self, device: Device, native: Any) -> None:
         """Wait until the computation that produces *native* is complete, so that wall-clock
         timings measure it (asynchronous libraries: JAX, CuPy). Default: nothing to wait for."""

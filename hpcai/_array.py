@@ -229,6 +229,16 @@ class Array:
         return int(self._data.nbytes)
 
     @property
+    def chunks(self) -> tuple[tuple[int, ...], ...]:
+        """Chunk sizes along each axis, for arrays on a chunked device (``dask``); an extension.
+        Other arrays have no such attribute (``hasattr(x, "chunks")`` is ``False``), so that
+        xarray treats only distributed arrays as chunked."""
+        c = self._device._backend.chunks(self._data)
+        if c is None:
+            raise AttributeError(f"an array on {self._device} is held whole and has no chunks (only chunked devices such as dask have)")
+        return c
+
+    @property
     def tags(self) -> MappingProxyType[str, frozenset[str]]:
         """Residency tags, a read-only mapping ``key -> frozenset of values``."""
         return _tags.as_mapping(self._tags)

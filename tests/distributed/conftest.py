@@ -37,7 +37,8 @@ class Cluster:
     rules = RULES
     sites = SITES
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, extra: str = "") -> None:
+        """*extra*: TOML appended to each configured worker's configuration (e.g. endpoints)."""
         self.tmp = tmp
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sched = tmp / "scheduler.json"
@@ -51,7 +52,7 @@ class Cluster:
             wenv = dict(env, HPCAI_STATE_DIR=str(tmp / f"state-{name}"))
             if name in SITES:
                 cfg = tmp / f"{name}.toml"
-                cfg.write_text(SITES[name] + RULES + f'[audit]\npath = "{tmp / f"audit-{name}.jsonl"}"\n')
+                cfg.write_text(SITES[name] + RULES + f'[audit]\npath = "{tmp / f"audit-{name}.jsonl"}"\n' + extra)
                 wenv["HPCAI_CONFIG"] = str(cfg)
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.sched),
