@@ -296,3 +296,64 @@ def test_load_and_save_on_the_embedded_cluster(config: Any, tmp_path: Path) -> N
             st.load("hpcai://scratch/a.zarr", chunks=(2, 2))
     finally:
         xp.dask.close()
+
+
+# -- spilling to a worker's local disk -------------------------------------------------------------
+SPILL_RULE = """
+[[policy.rules]]
+name = "onprem-disks"
+match = "classification=personal"
+store = "provider=onprem"
+"""
+
+
+def test_spilling_covered_data_is_a_store_decision_for_the_site(config: Any, tmp_path: Path) -> None:
+    from distributed.spill import SpillBuffer
+
+    import hpcai.spill as hs
+
+    audit = tmp_path / "audit.jsonl"
+    site = '[site]\njurisdiction = "EU"\nprovider = "{}"\n[audit]\npath = "' + str(audit) + '"\n'
+    config(site.format("hyperscaler") + SPILL_RULE)
+    buf = SpillBuffer(str(tmp_path / "spill"), target=1000)
+    assert hs.install(buf) and hs.install(buf)  # idempotent
+    covered = xp.tag(xp.ones(1000), classification="personal")  # 8000 bytes: above the target
+    buf["covered"] = covered
+    assert "covered" in buf.fast and "covered" not in buf.slow  # refused: kept in memory
+    buf["plain"] = xp.ones(1000)
+    buf["other"] = xp.tag(xp.ones(1000), origin="DE")  # not covered by a store rule
+    assert "plain" in buf.slow and "other" in buf.slow and "covered" in buf.fast
+    for _ in range(3):
+        assert buf.evict() in (-1, 8000)
+    assert "covered" in buf.fast
+    spills = [json.loads(line) for line in audit.read_text().splitlines() if '"dask-spill"' in line]
+    assert [(r["decision"], r["rule"]) for r in spills] == [("deny", "onprem-disks")]  # once, not per attempt
+    assert not list((tmp_path / "spill").rglob("*covered*"))
+    # below the target per value: a refused (oldest) key does not keep younger ones from spilling
+    small = SpillBuffer(str(tmp_path / "spill2"), target=20000)
+    hs.install(small)
+    small["covered"] = covered
+    for i in range(4):
+        small[f"plain{i}"] = xp.ones(1000)
+    assert "covered" in small.fast and {"plain0", "plain1"} <= set(small.slow)
+    assert small.fast.total_weight <= 20000 + covered.nbytes + 64  # (an insertion stops at one refusal)
+    # at an on-prem site the same value may be spilled, and comes back with its tags
+    config(site.format("onprem") + SPILL_RULE)
+    while "covered" in buf.fast:
+        assert buf.evict() > 0
+    back = buf["covered"]
+    assert isinstance(back, xp.Array) and dict(back.tags) == PERSONAL
+
+
+def test_the_spill_guard_installs_on_workers() -> None:
+    import hpcai.spill as hs
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="1 GiB",
+                                       dashboard_address=":0")
+    try:
+        with distributed.Client(cluster, set_as_default=False) as c:
+            c.register_plugin(hs.SpillGuard())
+            kinds = c.run(lambda dask_worker: type(dask_worker.data.slow.data).__name__)
+            assert list(kinds.values()) == ["GuardedSlow"]
+    finally:
+        cluster.close()
