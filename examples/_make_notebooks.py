@@ -150,6 +150,103 @@ LOCALITY = [
     ),
 ]
 
+TWO_SITES = [
+    new_markdown_cell(
+        "# Climate anomalies on a two-site Dask cluster\n\n"
+        "An xarray + Dask analysis of tagged data read from an `hpcai://` endpoint. The cluster, "
+        "the endpoint and the residency rules all come from the configuration (`HPCAI_CONFIG`): "
+        "run it against a cluster with an EU worker and a US worker and the covered data is read "
+        "and computed only where the policy allows; run it with no `[dask] scheduler` and an "
+        "embedded cluster does the same work. Nothing here names a site, a worker or a backend."
+    ),
+    new_code_cell(
+        "import numpy as np\n"
+        "import xarray as xr\n"
+        "import hpcai as xp\n"
+        "import hpcai.storage as st\n\n"
+        "endpoint = sorted(st.endpoints())[0]\n"
+        "client = xp.dask.client()\n"
+        "workers = {a: w['name'] for a, w in client.scheduler_info()['workers'].items()}\n"
+        "print('endpoint:', endpoint, '| workers:', sorted(map(str, workers.values())))"
+    ),
+    new_markdown_cell(
+        "## Tagged data at the endpoint\n\n"
+        "A synthetic daily temperature field (what a site would have ingested), tagged as personal "
+        "data of EU origin and saved as a versioned dataset; the tags are stored with it."
+    ),
+    new_code_cell(
+        "days, ny, nx = 60, 24, 36\n"
+        "t = np.arange(days)[:, None, None]\n"
+        "lat = np.linspace(-60.0, 60.0, ny)[None, :, None]\n"
+        "lon = np.linspace(0.0, 350.0, nx)[None, None, :]\n"
+        "field = 15 + 10 * np.cos(np.deg2rad(lat)) + 5 * np.sin(2 * np.pi * t / 30) + 0.1 * np.sin(np.deg2rad(lon))\n"
+        "t2m = xp.tag(xp.asarray(field), classification='personal', origin='DE')\n"
+        "ds = xr.Dataset({'t2m': (('time', 'lat', 'lon'), t2m)},\n"
+        "                coords={'time': np.arange(days), 'lat': lat.ravel(), 'lon': lon.ravel()})\n"
+        "url = f'hpcai://{endpoint}/examples/t2m.zarr'\n"
+        "st.save_dataset(ds, url, encoding={'t2m': {'chunks': (10, ny, nx)}})\n"
+        "print('saved', url)"
+    ),
+    new_markdown_cell(
+        "## Open it as distributed, tagged arrays\n\n"
+        "`chunked_array_type='hpcai'` makes the `dask` device xarray's chunk manager: each chunk is "
+        "read by a task on a worker whose own site the policy allows, and carries the stored tags."
+    ),
+    new_code_cell(
+        "obs = xr.open_zarr(url, chunks={'time': 10}, chunked_array_type='hpcai')\n"
+        "print(obs.t2m.data.device, obs.t2m.chunks[0], dict(obs.t2m.data.tags))"
+    ),
+    new_markdown_cell("## Anomalies against the period mean, and the zonal mean of their spread"),
+    new_code_cell(
+        "from distributed import get_task_stream\n\n"
+        "with get_task_stream(client=client) as stream:\n"
+        "    clim = obs.t2m.mean('time', skipna=False)\n"
+        "    anom = obs.t2m - clim\n"
+        "    spread = (anom * anom).mean(('time', 'lon'), skipna=False).compute()\n"
+        "profile = np.asarray(spread.data)\n"
+        "print(spread.data.device, dict(spread.data.tags))\n"
+        "print('spread by latitude:', np.round(profile[:4], 4), '...')"
+    ),
+    new_markdown_cell(
+        "## Where the tasks ran\n\n"
+        "The task stream of the computation, one row per worker: every task that touched the "
+        "covered data ran on a worker whose site the policy allows."
+    ),
+    new_code_cell(
+        "import matplotlib\n"
+        "matplotlib.use('Agg')\n"
+        "import matplotlib.pyplot as plt\n\n"
+        "rows = sorted(map(str, workers.values()))\n"
+        "used = {}\n"
+        "fig, ax = plt.subplots(figsize=(8, 1 + 0.5 * len(rows)))\n"
+        "t0 = min(ss['start'] for task in stream.data for ss in task['startstops'])\n"
+        "for task in stream.data:\n"
+        "    name = str(workers.get(task['worker'], task['worker']))\n"
+        "    used[name] = used.get(name, 0) + 1\n"
+        "    for ss in task['startstops']:\n"
+        "        if ss['action'] == 'compute':\n"
+        "            ax.barh(rows.index(name), ss['stop'] - ss['start'], left=ss['start'] - t0, height=0.6)\n"
+        "ax.set_yticks(range(len(rows)), rows)\n"
+        "ax.set_xlabel('seconds')\n"
+        "ax.set_title('task stream')\n"
+        "fig.tight_layout()\n"
+        "fig.savefig('task_stream.png', dpi=80)\n"
+        "print('tasks per worker:', used)"
+    ),
+    new_code_cell(
+        "results = {'workers_used': sorted(used), 'tasks': sum(used.values()),\n"
+        "           'tags': {k: sorted(v) for k, v in spread.data.tags.items()},\n"
+        "           'spread_equator': float(profile[len(profile) // 2])}\n"
+        "results"
+    ),
+]
+
+#: Notebooks that need a Dask cluster and an endpoint from their configuration: run by
+#: tests/distributed/test_notebook_two_sites.py, not by the device sweep of tests/test_notebooks.py.
+CLUSTER_NOTEBOOKS = {
+    "two_sites_dask.ipynb": TWO_SITES,
+}
+
 NOTEBOOKS = {
     "heat_equation.ipynb": HEAT,
     "sklearn_pipeline.ipynb": SKLEARN,
@@ -158,7 +255,7 @@ NOTEBOOKS = {
 
 
 def main() -> None:
-    for name, cells in NOTEBOOKS.items():
+    for name, cells in {**NOTEBOOKS, **CLUSTER_NOTEBOOKS}.items():
         nb = new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, HERE / name)
