@@ -66,7 +66,7 @@ class DaskArray(da.Array):
     def _implicit(self, *args: Any, **kwargs: Any) -> Any:
         raise _HostOnlyError(
             "an array on the dask device has no values here; compute it explicitly with "
-            "`x.to_device(\"numpy:cpu\")` (tasks run only on workers the policy allows)"
+            '`x.to_device("numpy:cpu")` (tasks run only on workers the policy allows)'
         )
 
     __float__ = __int__ = __complex__ = __bool__ = __index__ = __array__ = __iter__ = _implicit
@@ -101,8 +101,14 @@ def _meta_of(a: Any) -> Any:
     return a._meta if isinstance(a, da.Array) else a
 
 
-def _reduce_chunk(fname: str, opts: tuple[tuple[str, Any], ...], x: Any, axis: Any = None,
-                  keepdims: bool = False, **_: Any) -> Any:
+def _reduce_chunk(
+    fname: str,
+    opts: tuple[tuple[str, Any], ...],
+    x: Any,
+    axis: Any = None,
+    keepdims: bool = False,
+    **_: Any,
+) -> Any:
     return getattr(_xp, fname)(x, axis=axis, keepdims=keepdims, **dict(opts))
 
 
@@ -167,8 +173,22 @@ _UNSUPPORTED = {
     "broadcast_arrays": "broadcast_arrays is not implemented on the dask device",
 }
 _DTYPE_NAMES = frozenset(
-    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
-     "float32", "float64", "complex64", "complex128"}
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    }
 )
 
 
@@ -176,7 +196,7 @@ def _unsupported(fname: str) -> InvalidArgumentError:
     why = _UNSUPPORTED.get(fname, f"{fname} has no lazy form on the dask device")
     return InvalidArgumentError(
         f"xp.{fname}: not supported on the dask device ({why}); compute first with "
-        "`x.to_device(\"numpy:cpu\")` and call it there"
+        '`x.to_device("numpy:cpu")` and call it there'
     )
 
 
@@ -258,15 +278,25 @@ class DaskNamespace:
         agg = functools.partial(_reduce_chunk, fname, tuple(p for p in o if p[0] != "dtype"))
         # a fresh name per call: the same expression is never submitted twice under one key
         # with another (fused or not) task spec
-        r = da.reduction(x, chunk, agg, axis=axis, keepdims=keepdims, dtype=meta.dtype,
-                         meta=_meta(meta.dtype, meta.ndim), concatenate=True,
-                         name=f"hpcai-{fname}-{uuid.uuid4().hex}")
+        r = da.reduction(
+            x,
+            chunk,
+            agg,
+            axis=axis,
+            keepdims=keepdims,
+            dtype=meta.dtype,
+            meta=_meta(meta.dtype, meta.ndim),
+            concatenate=True,
+            name=f"hpcai-{fname}-{uuid.uuid4().hex}",
+        )
         return _as_native(r)
 
     def sum(self, x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
         return self._reduction("sum", x, axis, keepdims, dtype=dtype)
 
-    def prod(self, x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+    def prod(
+        self, x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False
+    ) -> Any:
         return self._reduction("prod", x, axis, keepdims, dtype=dtype)
 
     def max(self, x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
@@ -297,15 +327,23 @@ class DaskNamespace:
         n = self._count("mean", x, axis)
         return _elementwise(_xp.divide, self.sum(x, axis=axis, keepdims=keepdims), float(n))
 
-    def var(self, x: Any, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False) -> Any:
+    def var(
+        self, x: Any, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False
+    ) -> Any:
         n = self._count("var", x, axis)
         m = self.mean(x, axis=axis, keepdims=True)
         d = _elementwise(_xp.subtract, x, m)
         s = self.sum(_elementwise(_xp.multiply, d, d), axis=axis, keepdims=keepdims)
-        return _elementwise(_xp.divide, s, float(n - correction) if n - correction > 0 else math.nan)
+        return _elementwise(
+            _xp.divide, s, float(n - correction) if n - correction > 0 else math.nan
+        )
 
-    def std(self, x: Any, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False) -> Any:
-        return _elementwise(_xp.sqrt, self.var(x, axis=axis, correction=correction, keepdims=keepdims))
+    def std(
+        self, x: Any, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False
+    ) -> Any:
+        return _elementwise(
+            _xp.sqrt, self.var(x, axis=axis, correction=correction, keepdims=keepdims)
+        )
 
     # -- linear algebra ---------------------------------------------------------------------
     def matmul(self, a: Any, b: Any, /) -> Any:
@@ -324,8 +362,18 @@ class DaskNamespace:
         lhs_ind = tuple(range(a.ndim))
         rhs_ind = tuple(range(a.ndim - 2)) + (lhs_ind[-1], a.ndim)
         meta = _matmul_chunk(a._meta, b._meta)
-        out = da.blockwise(_matmul_chunk, out_ind, a, lhs_ind, b, rhs_ind, adjust_chunks={lhs_ind[-1]: 1},
-                           dtype=meta.dtype, meta=_meta(meta.dtype, a.ndim + 1), concatenate=False)
+        out = da.blockwise(
+            _matmul_chunk,
+            out_ind,
+            a,
+            lhs_ind,
+            b,
+            rhs_ind,
+            adjust_chunks={lhs_ind[-1]: 1},
+            dtype=meta.dtype,
+            meta=_meta(meta.dtype, a.ndim + 1),
+            concatenate=False,
+        )
         out = self.sum(out, axis=-2)
         if a1:
             out = out[..., 0, :]
@@ -344,7 +392,9 @@ class DaskNamespace:
 
     def matrix_transpose(self, x: Any, /) -> Any:
         if x.ndim < 2:
-            raise InvalidArgumentError(f"xp.matrix_transpose: needs at least 2 dimensions, got {x.ndim}")
+            raise InvalidArgumentError(
+                f"xp.matrix_transpose: needs at least 2 dimensions, got {x.ndim}"
+            )
         axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
         return self.permute_dims(x, axes)
 
@@ -356,12 +406,16 @@ class DaskNamespace:
 
         shape = tuple(int(s) for s in shape)
         if any(math.isnan(s) for s in x.shape):
-            raise InvalidArgumentError("xp.reshape: the array's shape is unknown on the dask device; compute it first")
+            raise InvalidArgumentError(
+                "xp.reshape: the array's shape is unknown on the dask device; compute it first"
+            )
         if -1 in shape:
             known = math.prod(s for s in shape if s != -1)
             shape = tuple(int(x.size // known) if s == -1 else s for s in shape)
         if math.prod(shape) != x.size:
-            raise InvalidArgumentError(f"xp.reshape: cannot reshape an array of shape {x.shape} into {shape}")
+            raise InvalidArgumentError(
+                f"xp.reshape: cannot reshape an array of shape {x.shape} into {shape}"
+            )
         if tuple(x.shape) == shape:
             return x
         name = "hpcai-reshape-" + tokenize(x, shape)
@@ -377,13 +431,15 @@ class DaskNamespace:
                 raise InvalidArgumentError(
                     f"xp.reshape: {tuple(x.shape)} -> {shape} is not supported on the dask device: dask reshapes "
                     "only by merging or splitting whole dimensions evenly (e.g. (6, 5, 4) -> (30, 4)); reshape "
-                    "in several passes, or compute first with `x.to_device(\"numpy:cpu\")`"
+                    'in several passes, or compute first with `x.to_device("numpy:cpu")`'
                 ) from None
             x2 = x.rechunk(inchunks)
         in_keys = list(itertools.product([x2.name], *[range(len(c)) for c in inchunks]))
         out_keys = list(itertools.product([name], *[range(len(c)) for c in outchunks]))
         shapes = list(itertools.product(*outchunks))
-        dsk = {o: Task(o, _reshape_chunk, TaskRef(i), s) for o, i, s in zip(out_keys, in_keys, shapes)}
+        dsk = {
+            o: Task(o, _reshape_chunk, TaskRef(i), s) for o, i, s in zip(out_keys, in_keys, shapes)
+        }
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x2])  # type: ignore[arg-type]
         return DaskArray(graph, name, outchunks, meta=meta)
 
@@ -435,7 +491,9 @@ class DaskBackend(Backend):
     """Dask distributed: arrays are lazy graphs of hpcai chunks on a cluster (device ``dask``)."""
 
     name: ClassVar[str] = "dask"
-    install_hint: ClassVar[str] = "pip install 'hpcai[dask]' (or pip install 'dask[array]' distributed)"
+    install_hint: ClassVar[str] = (
+        "pip install 'hpcai[dask]' (or pip install 'dask[array]' distributed)"
+    )
     native_type: type = DaskArray
 
     host_memory: ClassVar[bool] = False
@@ -463,8 +521,14 @@ class DaskBackend(Backend):
         return None if self.available() else "the 'distributed' package is not installed"
 
     def device_specs(self, config: Mapping[str, Any]) -> list[DeviceSpec]:
-        return [DeviceSpec(name="dask", backend="dask", kind="cluster",
-                           attributes=location_attributes(config, "dask"))]
+        return [
+            DeviceSpec(
+                name="dask",
+                backend="dask",
+                kind="cluster",
+                attributes=location_attributes(config, "dask"),
+            )
+        ]
 
     def namespace(self, device: Device) -> Any:
         return _NS
@@ -489,7 +553,9 @@ class DaskBackend(Backend):
 
     def check_native(self, fname: str, a: Any) -> None:
         if not isinstance(unwrap(a)[0], da.Array):
-            raise InvalidArgumentError(f"xp.{fname}: expects an array on the dask device, got one on {a.device}")
+            raise InvalidArgumentError(
+                f"xp.{fname}: expects an array on the dask device, got one on {a.device}"
+            )
 
     # -- the client ---------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
@@ -502,7 +568,10 @@ class DaskBackend(Backend):
         from hpcai.residency import current_policy
 
         s = self._settings()
-        key = (tuple(sorted(s.items())), None if s.get("scheduler") else current_policy().policy_hash)
+        key = (
+            tuple(sorted(s.items())),
+            None if s.get("scheduler") else current_policy().policy_hash,
+        )
         with self._lock:
             if self._client is not None and self._key == key and self._client.status == "running":
                 return self._client
@@ -523,7 +592,8 @@ class DaskBackend(Backend):
                     resources=hd.worker_resources() or None,
                 )
                 self._client = Client(self._cluster, set_as_default=False, timeout=timeout)
-            if not self._atexit:  # the embedded cluster's threads must not outlive the interpreter's streams
+            # the embedded cluster's threads must not outlive the interpreter's streams
+            if not self._atexit:
                 import atexit
 
                 atexit.register(self.close)
@@ -538,7 +608,10 @@ class DaskBackend(Backend):
         if c is None and cl is None:
             return
         # closing a cluster that holds scattered chunks logs them as lost: they are released here
-        quiet = [logging.getLogger(n) for n in ("distributed.scheduler", "distributed.worker", "distributed.batched")]
+        quiet = [
+            logging.getLogger(n)
+            for n in ("distributed.scheduler", "distributed.worker", "distributed.batched")
+        ]
         levels = [lg.level for lg in quiet]
         for lg in quiet:
             lg.setLevel(logging.CRITICAL)
@@ -576,12 +649,16 @@ class DaskBackend(Backend):
         while True:
             # asked of the scheduler each time (the client's cached identity may lack the workers)
             workers = c.sync(c.scheduler.identity, n_workers=-1).get("workers", {})
-            ok = [a for a, w in workers.items() if all(w.get("resources", {}).get(r, 0) >= n for r, n in need.items())]
+            ok = [
+                a
+                for a, w in workers.items()
+                if all(w.get("resources", {}).get(r, 0) >= n for r, n in need.items())
+            ]
             if ok or not wait or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         if not ok:
-            rules = ", ".join(sorted(r[len(hd.RESOURCE_PREFIX):] for r in need))
+            rules = ", ".join(sorted(r[len(hd.RESOURCE_PREFIX) :] for r in need))
             names = ", ".join(sorted(str(w.get("name", a)) for a, w in workers.items())) or "none"
             raise ResidencyError(
                 f"{op}: no worker of the dask cluster may hold this data: the rule(s) {rules} allow it only on "
@@ -594,13 +671,14 @@ class DaskBackend(Backend):
     def scatter(self, host: np.ndarray, tags: TagSet | None, chunks: Any = None) -> DaskArray:
         """*host* cut into chunks (hpcai Arrays with *tags*) scattered to allowed workers only."""
         c = self.client()
-        workers = self.allowed_workers(tags, "to_device(\"dask\")", wait=False) if tags else None
+        workers = self.allowed_workers(tags, 'to_device("dask")', wait=False) if tags else None
         from hpcai._config import parse_size
 
         limit = parse_size(self._settings().get("chunk_size", _DEFAULT_CHUNK))
         want = chunks if chunks is not None else getattr(self._chunks, "value", None)
-        norm = normalize_chunks("auto" if want is None else want, host.shape, limit=limit,
-                                dtype=host.dtype)
+        norm = normalize_chunks(
+            "auto" if want is None else want, host.shape, limit=limit, dtype=host.dtype
+        )
         cpu = _xp.resolve_device("numpy:cpu")
         name = "hpcai-chunks-" + uuid.uuid4().hex
         keys = [(name, *i) for i in itertools.product(*[range(len(b)) for b in norm])]
@@ -615,9 +693,12 @@ class DaskBackend(Backend):
         arr._hpcai_futures = list(dsk.values())  # type: ignore[attr-defined]  # keep the scattered chunks alive
         return arr
 
-    def gather(self, native: Any, tags: TagSet | None, op: str, *, optimize_graph: bool = True) -> Any:
+    def gather(
+        self, native: Any, tags: TagSet | None, op: str, *, optimize_graph: bool = True
+    ) -> Any:
         """Compute *native* on allowed workers only (``resources=``) and return the result Array."""
         import hpcai.distributed as hd
+
         c = self.client()
         res = hd.resources_for(tags) if tags else {}
         # Submitted at once: the restriction keeps the tasks off workers that lack the rule
@@ -625,8 +706,11 @@ class DaskBackend(Backend):
         # worker exists is asked of the scheduler (a round trip) only when the result is slow
         # to come: with none left, this gives up within about 1 s + [dask] timeout, naming
         # the rule.
-        fut = c.compute(da.Array(native.dask, native.name, native.chunks, meta=native._meta),
-                        resources=res or None, optimize_graph=optimize_graph)
+        fut = c.compute(
+            da.Array(native.dask, native.name, native.chunks, meta=native._meta),
+            resources=res or None,
+            optimize_graph=optimize_graph,
+        )
         while True:
             try:
                 return fut.result(timeout=1.0)
@@ -646,7 +730,10 @@ class DaskBackend(Backend):
         res = hd.resources_for(tags) if tags else {}
         if res:
             self.allowed_workers(tags, "hpcai.dask.persist", wait=True)
-        out = c.persist(da.Array(native.dask, native.name, native.chunks, meta=native._meta), resources=res or None)
+        out = c.persist(
+            da.Array(native.dask, native.name, native.chunks, meta=native._meta),
+            resources=res or None,
+        )
         return _as_native(out)  # type: ignore[no-any-return]
 
     # -- movement -------------------------------------------------------------------------------
@@ -669,5 +756,5 @@ class DaskBackend(Backend):
 
     def to_host(self, native: Any, device: Device) -> np.ndarray:
         raise _HostOnlyError(
-            "data on the dask device reaches the host only through an explicit move: `x.to_device(\"numpy:cpu\")`"
+            'data on the dask device reaches the host only through an explicit move: `x.to_device("numpy:cpu")`'
         )

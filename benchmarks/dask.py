@@ -75,17 +75,26 @@ def main() -> None:
     import hpcai as xp
     import hpcai.distributed as hd
 
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", preload=["hpcai.distributed"])
+    cluster = LocalCluster(
+        n_workers=args.workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        preload=["hpcai.distributed"],
+    )
     xp.configure(cfg)
     xp.configure(data={**xp.get_config().data, "dask": {"scheduler": cluster.scheduler_address}})
     client = xp.dask.client()
     client.wait_for_workers(args.workers)
-    print(f"cluster: {args.workers} worker processes, workers advertise "
-          f"{sorted({r for w in client.scheduler_info()['workers'].values() for r in w['resources']})}")
+    print(
+        f"cluster: {args.workers} worker processes, workers advertise "
+        f"{sorted({r for w in client.scheduler_info()['workers'].values() for r in w['resources']})}"
+    )
 
     cases = [("2 MiB", 2**21, 32 * 2**20), ("20 KB", 20_000, 2 * 2**20)]
-    print(f"{'chunks':8} {'data':8} {'n':>5} {'raw ms':>9} {'hpcai ms':>9} {'ratio':>6} {'median':>6}  target")
+    print(
+        f"{'chunks':8} {'data':8} {'n':>5} {'raw ms':>9} {'hpcai ms':>9} {'ratio':>6} {'median':>6}  target"
+    )
     for label, chunk_bytes, total in cases:
         cols = 256
         rows_per_chunk = max(1, chunk_bytes // (8 * cols))
@@ -109,8 +118,12 @@ def main() -> None:
 
             ref = run_raw()
             got = run_hpcai()
-            assert np.allclose(np.asarray(xp.untag(got, "classification", reason="benchmark check") if tagged else got),
-                               ref)
+            assert np.allclose(
+                np.asarray(
+                    xp.untag(got, "classification", reason="benchmark check") if tagged else got
+                ),
+                ref,
+            )
             raws, hs = [], []
             for _ in range(args.repeat):  # interleaved
                 raws.append(best(run_raw, 1))
@@ -118,8 +131,10 @@ def main() -> None:
             t_raw, t_h = min(raws), min(hs)
             paired = statistics.median(b / a for a, b in zip(raws, hs))
             kind = "tagged" if tagged else "untagged"
-            print(f"{label:8} {kind:8} {d._data.npartitions:5d} {t_raw * 1e3:9.2f} {t_h * 1e3:9.2f} "
-                  f"{t_h / t_raw:6.3f} {paired:6.3f}  <= {target}")
+            print(
+                f"{label:8} {kind:8} {d._data.npartitions:5d} {t_raw * 1e3:9.2f} {t_h * 1e3:9.2f} "
+                f"{t_h / t_raw:6.3f} {paired:6.3f}  <= {target}"
+            )
 
     # the guarded deserialization, per call, once the decision is cached. Each call gets its own
     # copy of the header, as distributed hands over a freshly unpacked one with every chunk (a
@@ -134,7 +149,9 @@ def main() -> None:
         packed = msgpack.packb(header)
         guarded = bare = float("inf")
         for _ in range(args.repeat):  # interleaved, best of
-            headers = [msgpack.unpackb(packed, use_list=False) for _ in range(k)]  # as distributed does
+            headers = [
+                msgpack.unpackb(packed, use_list=False) for _ in range(k)
+            ]  # as distributed does
             t0 = time.perf_counter()
             for hdr in headers:
                 hd._deserialize(hdr, frames)
@@ -143,9 +160,11 @@ def main() -> None:
             for hdr in headers:
                 np.frombuffer(frames[0], dtype=np.float64, count=n).reshape(hdr["shape"]).copy()
             bare = min(bare, (time.perf_counter() - t0) / k)
-        print(f"_deserialize of {n * 8:>6} B, tagged: {guarded * 1e6:6.2f} us per call (unguarded frombuffer+copy "
-              f"{bare * 1e6:5.2f} us; guard {max(0.0, guarded - bare) * 1e6:5.2f} us; ratio {guarded / bare:4.2f}; "
-              "target <= 5 us per call)")
+        print(
+            f"_deserialize of {n * 8:>6} B, tagged: {guarded * 1e6:6.2f} us per call (unguarded frombuffer+copy "
+            f"{bare * 1e6:5.2f} us; guard {max(0.0, guarded - bare) * 1e6:5.2f} us; ratio {guarded / bare:4.2f}; "
+            "target <= 5 us per call)"
+        )
     xp.dask.close()
     cluster.close()
 

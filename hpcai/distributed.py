@@ -45,7 +45,14 @@ from ._array import _wrap
 from ._tags import TagSet, as_mapping
 from .errors import ResidencyError
 
-__all__ = ["CoveredDataRecorder", "RefusedData", "dask_setup", "register", "resources_for", "worker_resources"]
+__all__ = [
+    "CoveredDataRecorder",
+    "RefusedData",
+    "dask_setup",
+    "register",
+    "resources_for",
+    "worker_resources",
+]
 
 RESOURCE_PREFIX = "hpcai-rule-"
 #: How much of each rule resource a worker advertises (a task takes 1).
@@ -116,8 +123,11 @@ def _guard_text(tags: TagSet | None) -> str:
         from .residency._carried import carried_rules
 
         generation = _generation
-        g = json.dumps({"tags": _tags_json(tags), "carried": carried_rules(tags)}, sort_keys=True,
-                       separators=(",", ":"))
+        g = json.dumps(
+            {"tags": _tags_json(tags), "carried": carried_rules(tags)},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
         _remember(_guards, tags, g, generation)
     return g
 
@@ -143,8 +153,14 @@ def _parse_guard(text: Any) -> tuple[TagSet | None, dict[str, Any] | None]:
         g = json.loads(text) if isinstance(text, str) else None
     except ValueError:
         g = None
-    if not isinstance(g, dict) or not isinstance(g.get("tags"), dict) or not isinstance(g.get("carried"), (dict, type(None))):
-        raise ResidencyError(f"data arrived with a malformed residency header ({str(text)[:200]!r}); refused")
+    if (
+        not isinstance(g, dict)
+        or not isinstance(g.get("tags"), dict)
+        or not isinstance(g.get("carried"), (dict, type(None)))
+    ):
+        raise ResidencyError(
+            f"data arrived with a malformed residency header ({str(text)[:200]!r}); refused"
+        )
     return _tags_from(g["tags"]), g["carried"]
 
 
@@ -227,9 +243,11 @@ class RefusedData:
     def __repr__(self) -> str:
         return f"<RefusedData at {self._host}: {self._reason[:120]}>"
 
-    __array__ = __array_namespace__ = __len__ = __iter__ = __bool__ = __float__ = __int__ = __index__ = _refuse
-    __getitem__ = __setitem__ = __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
-    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = __neg__ = __abs__ = _refuse
+    __array__ = __array_namespace__ = __len__ = __iter__ = _refuse
+    __bool__ = __float__ = __int__ = __index__ = _refuse
+    __getitem__ = __setitem__ = __add__ = __radd__ = __sub__ = __rsub__ = _refuse
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = _refuse
+    __pow__ = __neg__ = __abs__ = _refuse
     __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse  # type: ignore[assignment]
     __hash__ = None  # type: ignore[assignment]
 

@@ -17,7 +17,11 @@ from hpcai.errors import ResidencyError
 
 RULES = {
     "groups": {"eu": ["DE", "FR"]},
-    "policy": {"rules": [{"name": "gdpr-personal", "match": "classification=personal", "compute": "country=@eu"}]},
+    "policy": {
+        "rules": [
+            {"name": "gdpr-personal", "match": "classification=personal", "compute": "country=@eu"}
+        ]
+    },
 }
 
 
@@ -36,7 +40,11 @@ def _arrived(header: dict[str, Any]) -> dict[str, Any]:
 def _receives(audit: Path) -> int:
     if not audit.exists():
         return 0
-    return sum(1 for line in audit.read_text().splitlines() if json.loads(line).get("operation") == "dask-receive")
+    return sum(
+        1
+        for line in audit.read_text().splitlines()
+        if json.loads(line).get("operation") == "dask-receive"
+    )
 
 
 def _with_guard(header: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -51,7 +59,9 @@ def test_an_allowed_arrival_is_decided_and_audited_once(eu: Path) -> None:
     counts = []
     for _ in range(5):
         y = hd._deserialize(_arrived(header), frames)
-        assert isinstance(y, xp.Array) and dict(y.tags) == {"classification": frozenset({"personal"})}
+        assert isinstance(y, xp.Array) and dict(y.tags) == {
+            "classification": frozenset({"personal"})
+        }
         assert float(xp.sum(xp.untag(y, "classification", reason="test"))) == 15.0
         counts.append(_receives(eu))
     # the first arrival is decided under this process's policy and under the carried rules
@@ -82,8 +92,14 @@ def test_a_header_with_a_changed_rule_gets_a_fresh_decision(eu: Path) -> None:
 
 
 def test_a_changed_tag_or_device_gets_a_fresh_decision(tmp_path: Path) -> None:
-    xp.configure(data={"site": {"country": "DE"}, **RULES, "audit": {"path": str(tmp_path / "a.jsonl")},
-                       "devices": {"emulated:1": {"attributes": {"country": "US"}}}})
+    xp.configure(
+        data={
+            "site": {"country": "DE"},
+            **RULES,
+            "audit": {"path": str(tmp_path / "a.jsonl")},
+            "devices": {"emulated:1": {"attributes": {"country": "US"}}},
+        }
+    )
     x = xp.ones(3)  # untagged: allowed anywhere, and cached
     header, frames = hd._serialize(x)
     assert isinstance(hd._deserialize(_arrived(header), frames), xp.Array)
@@ -100,7 +116,9 @@ def test_a_configuration_change_empties_the_cache(tmp_path: Path) -> None:
     x = xp.tag(xp.ones(3), classification="personal")
     header, frames = hd._serialize(x)
     assert isinstance(hd._deserialize(_arrived(header), frames), xp.Array)
-    xp.configure(data={"site": {"country": "US"}, **RULES, "audit": {"path": str(tmp_path / "us.jsonl")}})
+    xp.configure(
+        data={"site": {"country": "US"}, **RULES, "audit": {"path": str(tmp_path / "us.jsonl")}}
+    )
     assert isinstance(hd._deserialize(_arrived(header), frames), hd.RefusedData)
 
 
@@ -108,13 +126,23 @@ def test_the_sender_carries_the_rules_of_the_current_policy(tmp_path: Path) -> N
     x = xp.tag(xp.ones(3), classification="personal")
     before = json.loads(hd._serialize(x)[0]["guard"])["carried"]
     assert before["rules"][0]["compute"] == "country=@eu"
-    rules = {"policy": {"rules": [{"name": "fr-only", "match": "classification=personal", "compute": "country=FR"}]}}
-    xp.configure(data={"site": {"country": "FR"}, **rules, "audit": {"path": str(tmp_path / "fr.jsonl")}})
+    rules = {
+        "policy": {
+            "rules": [
+                {"name": "fr-only", "match": "classification=personal", "compute": "country=FR"}
+            ]
+        }
+    }
+    xp.configure(
+        data={"site": {"country": "FR"}, **rules, "audit": {"path": str(tmp_path / "fr.jsonl")}}
+    )
     after = json.loads(hd._serialize(x)[0]["guard"])["carried"]
     assert [r["name"] for r in after["rules"]] == ["fr-only"]
 
 
-@pytest.mark.parametrize("guard", [None, "", "not json", "[]", '{"tags": []}', '{"tags": {}, "carried": 3}', ["x"]])
+@pytest.mark.parametrize(
+    "guard", [None, "", "not json", "[]", '{"tags": []}', '{"tags": {}, "carried": 3}', ["x"]]
+)
 def test_a_malformed_guard_is_refused(guard: Any) -> None:
     header, frames = hd._serialize(xp.tag(xp.ones(3), classification="personal"))
     bad = {k: v for k, v in header.items() if k != "guard"}
