@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -589,35 +589,11 @@ _store: _config.Derived[HistoryStore] = _config.Derived(_build_store, on_reset=N
 _env_dir: list[str | None] = [os.environ.get("HPCAI_HISTORY_DIR")]
 
 
-def _raw_env_reader() -> tuple[Callable[[Any], Any], Any]:
-    """A cheap reader of ``$HPCAI_HISTORY_DIR`` for :func:`store`'s per-call check.
-
-    ``os.environ.get`` encodes the key and decodes the value on every call (~0.3 us, most
-    of a memoised ``xp.advise``). CPython's ``os.environ`` keeps the values, encoded, in a
-    dict that every change through ``os.environ`` updates, so one lookup there tells
-    whether the variable changed (the value itself is then read the ordinary way). Where
-    that dict is not there: ``os.environ.get`` itself.
-    """
-    data = getattr(os.environ, "_data", None)
-    encodekey = getattr(os.environ, "encodekey", None)
-    if isinstance(data, dict) and callable(encodekey):
-        with contextlib.suppress(Exception):
-            return data.get, encodekey("HPCAI_HISTORY_DIR")
-    return os.environ.get, "HPCAI_HISTORY_DIR"
-
-
-_raw_env_get, _RAW_ENV_KEY = _raw_env_reader()
-_env_raw: list[Any] = [_raw_env_get(_RAW_ENV_KEY)]
-
-
 def store() -> HistoryStore:
     """The history store of the active configuration (and of ``$HPCAI_HISTORY_DIR``)."""
-    raw = _raw_env_get(_RAW_ENV_KEY)
-    if raw != _env_raw[0]:
-        _env_raw[0] = raw
-        env = os.environ.get("HPCAI_HISTORY_DIR")
-        if env != _env_dir[0]:
-            _env_dir[0] = env
-            _flush_old()
-            _store.reset()
+    env = os.environ.get("HPCAI_HISTORY_DIR")
+    if env != _env_dir[0]:
+        _env_dir[0] = env
+        _flush_old()
+        _store.reset()
     return _store.get()
