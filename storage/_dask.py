@@ -176,6 +176,10 @@ def _async_array(store: Any, meta: Mapping[str, Any], config: Any = None) -> Any
     return AsyncArray(dict(meta), StorePath(store), config=config)  # type: ignore[call-overload]
 
 
+def _region_shape(region: tuple[slice, ...], shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(len(range(*s.indices(int(n)))) for s, n in zip(region, shape))
+
+
 class ChunkReader:
     """Reads one region of a stored array version on the worker it runs on (see the module)."""
 
@@ -195,7 +199,7 @@ class ChunkReader:
 
         t = self.target
         region = tuple(region)
-        shape = tuple(len(range(*s.indices(n))) for s, n in zip(region, json.loads(t.meta)["shape"]))
+        shape = _region_shape(region, json.loads(t.meta)["shape"])
         d = _decide_here("compute", t, "dask-load")
         host = _zsync(_read_region(t, d, region))
         host = np.asarray(host).reshape(shape)
@@ -254,8 +258,16 @@ class ChunkWriter:
             )
         dev = block._device
         host = np.ascontiguousarray(np.asarray(dev._backend.to_host(block._data, dev)))
+        region = tuple(region)
+        shape = _region_shape(region, json.loads(t.meta)["shape"])
+        if host.shape != shape:
+            if host.size != math.prod(shape):
+                raise InvalidArgumentError(
+                    f"hpcai.storage.save {t.url}: a chunk of shape {host.shape} for the region {region} of shape {shape}"
+                )
+            host = host.reshape(shape)  # (dask's 0-d blocks may come as shape (1,))
         d = _decide_here("store", t, "dask-save", host.nbytes)
-        _zsync(_write_region(t, d, tuple(region), host))
+        _zsync(_write_region(t, d, region, host))
         return int(host.nbytes)
 
 
@@ -269,7 +281,7 @@ async def _write_region(t: _Target, d: Any, region: tuple[slice, ...], host: np.
     fs = base._granted(t.vpath, t.tags, write=True, read=True, decision=d, fresh=True)
     store = _fsspec_store(fs, t.vpath, read_only=False)
     arr = _async_array(store, t.meta_dict(), config={"write_empty_chunks": True})
-    await arr.setitem(region if region else (), host)
+    await arr.setitem(region if region else Ellipsis, host)
 
 
 # --------------------------------------------------------------------------------------------

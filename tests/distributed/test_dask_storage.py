@@ -294,6 +294,13 @@ def test_load_and_save_on_the_embedded_cluster(config: Any, tmp_path: Path) -> N
         np.testing.assert_allclose(np.asarray(xp.untag(back, "classification", reason="t")), 10 * np.asarray(h))
         with pytest.raises(InvalidArgumentError, match="chunks"):
             st.load("hpcai://scratch/a.zarr", chunks=(2, 2))
+        # 0-d and boolean arrays
+        st.save(xp.asarray(3.5), "hpcai://scratch/s.zarr")
+        st.save(st.load("hpcai://scratch/s.zarr", device="dask") * 2.0, "hpcai://scratch/s2.zarr")
+        assert float(st.load("hpcai://scratch/s2.zarr")) == 7.0
+        m = np.arange(12).reshape(3, 4) % 3 == 0
+        st.save(xp.dask.from_array(xp.asarray(m), chunks=(2, 3)), "hpcai://scratch/m.zarr")
+        assert np.asarray(st.load("hpcai://scratch/m.zarr", device="dask").to_device("numpy:cpu")).tolist() == m.tolist()
     finally:
         xp.dask.close()
 
