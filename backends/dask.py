@@ -255,7 +255,7 @@ class DaskNamespace:
         return _backend().scatter(np.asarray(obj, dtype=dtype), None)
 
     def astype(self, x: Any, dtype: Any, /, *, copy: bool = True, **_: Any) -> Any:
-        return _elementwise(_xp.astype, x, dtype=np.dtype(dtype))
+        return _elementwise(_xp.astype, x, np.dtype(dtype))
 
     def full_like(self, x: Any, fill_value: Any, *, dtype: Any = None, **_: Any) -> Any:
         return _elementwise(_xp.full_like, x, fill_value=fill_value, dtype=dtype)
@@ -344,6 +344,42 @@ class DaskNamespace:
         return _elementwise(
             _xp.sqrt, self.var(x, axis=axis, correction=correction, keepdims=keepdims)
         )
+
+    # -- NaN-ignoring reductions (hpcai's extensions: xarray's default skipna path) ----------
+    def nansum(self, x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+        return self._reduction("nansum", x, axis, keepdims, dtype=dtype)
+
+    def nanprod(self, x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+        return self._reduction("nanprod", x, axis, keepdims, dtype=dtype)
+
+    def nanmax(self, x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+        return self._reduction("nanmax", x, axis, keepdims)
+
+    def nanmin(self, x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+        return self._reduction("nanmin", x, axis, keepdims)
+
+    def _nancount(self, x: Any, axis: Any, keepdims: bool) -> Any:
+        """How many values are not NaN, in *x*'s (floating) dtype."""
+        ok = _elementwise(_xp.logical_not, _elementwise(_xp.isnan, x))
+        return self.sum(_elementwise(_xp.astype, ok, np.dtype(x.dtype)), axis=axis, keepdims=keepdims)
+
+    def nanmean(self, x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+        s = self.nansum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+        n = self._nancount(x, axis, keepdims)
+        return _elementwise(_xp.divide, s, n)  # 0 / 0: NaN for a slice of NaNs only, as NumPy
+
+    def nanvar(self, x: Any, /, *, axis: Any = None, dtype: Any = None, ddof: float = 0,
+               keepdims: bool = False) -> Any:
+        m = self.nanmean(x, axis=axis, keepdims=True)
+        d = _elementwise(_xp.subtract, x, m)
+        s = self.nansum(_elementwise(_xp.multiply, d, d), axis=axis, dtype=dtype, keepdims=keepdims)
+        den = _elementwise(_xp.subtract, self._nancount(x, axis, keepdims), float(ddof))
+        v = _elementwise(_xp.divide, s, den)
+        return _elementwise(_xp.where, _elementwise(_xp.greater, den, 0.0), v, math.nan)
+
+    def nanstd(self, x: Any, /, *, axis: Any = None, dtype: Any = None, ddof: float = 0,
+               keepdims: bool = False) -> Any:
+        return _elementwise(_xp.sqrt, self.nanvar(x, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims))
 
     # -- linear algebra ---------------------------------------------------------------------
     def matmul(self, a: Any, b: Any, /) -> Any:

@@ -200,9 +200,9 @@ TWO_SITES = [
     new_code_cell(
         "from distributed import get_task_stream\n\n"
         "with get_task_stream(client=client) as stream:\n"
-        "    clim = obs.t2m.mean('time', skipna=False)\n"
+        "    clim = obs.t2m.mean('time')\n"
         "    anom = obs.t2m - clim\n"
-        "    spread = (anom * anom).mean(('time', 'lon'), skipna=False).compute()\n"
+        "    spread = (anom * anom).mean(('time', 'lon')).compute()\n"
         "profile = np.asarray(spread.data)\n"
         "print(spread.data.device, dict(spread.data.tags))\n"
         "print('spread by latitude:', np.round(profile[:4], 4), '...')"

@@ -99,3 +99,28 @@ def test_chunk_size_from_config() -> None:
     xp.configure(data={"dask": {"chunk_size": "8 KiB"}})
     d = xp.ones((64, 64)).to_device("dask")  # 32 KiB of float64
     assert d._data.npartitions >= 4
+
+
+def test_astype_and_nan_reductions_are_lazy_and_match_numpy() -> None:
+    """xarray's default reductions take the skipna path (``xp.nanmean``, ...): on the dask
+    device they are lazy chunked reductions; a slice of NaNs only gives what NumPy gives."""
+    import warnings
+
+    ref = np.arange(24.0).reshape(4, 6)
+    ref[1, 2] = np.nan
+    ref[:, 5] = np.nan  # one column of NaNs only
+    d = xp.dask.from_array(xp.asarray(ref), chunks=(2, 3))
+    i = xp.astype(d, xp.int32)
+    assert str(i.device) == "dask" and i.dtype == xp.int32
+    np.testing.assert_array_equal(np.asarray(xp.astype(xp.dask.from_array(xp.asarray([1.5, 2.5])), xp.int32)
+                                             .to_device("numpy:cpu")), [1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name in ("nansum", "nanprod", "nanmax", "nanmin", "nanmean", "nanvar", "nanstd"):
+            for axis in (0, 1, None):
+                got = getattr(xp, name)(d, axis=axis)
+                assert str(got.device) == "dask", name
+                want = getattr(np, name)(ref, axis=axis)
+                np.testing.assert_allclose(np.asarray(got.to_device("numpy:cpu")), want, equal_nan=True, err_msg=f"{name} {axis}")
+        got = xp.nanstd(d, axis=1, correction=1).to_device("numpy:cpu")
+        np.testing.assert_allclose(np.asarray(got), np.nanstd(ref, axis=1, ddof=1))
