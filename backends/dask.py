@@ -628,6 +628,7 @@ class DaskBackend(Backend):
                     resources=hd.worker_resources() or None,
                 )
                 self._client = Client(self._cluster, set_as_default=False, timeout=timeout)
+            self._place(self._client)
             # the embedded cluster's threads must not outlive the interpreter's streams
             if not self._atexit:
                 import atexit
@@ -636,6 +637,19 @@ class DaskBackend(Backend):
                 self._atexit = True
             self._key = key
             return self._client
+
+    @staticmethod
+    def _place(client: Any) -> None:
+        """Install :class:`hpcai.distributed.PlacementPlugin` on the scheduler (a convenience:
+        a scheduler that cannot load hpcai keeps dask's own placement, and the check on
+        arrival still holds)."""
+        import hpcai.distributed as hd
+
+        try:
+            client.register_plugin(hd.PlacementPlugin())
+        except Exception as exc:
+            logging.getLogger("hpcai.dask").warning("the dask scheduler did not take hpcai's placement plugin (%s: %s); "
+                           "covered data is still checked where it arrives", type(exc).__name__, exc)
 
     def close(self) -> None:
         with self._lock:
@@ -723,6 +737,12 @@ class DaskBackend(Backend):
         # pointed at a differently named future would be one more task per chunk to schedule
         # and run in every computation (~1.5x the time of a small-chunk pipeline).
         futures = c.scatter(dict(zip(keys, parts)), workers=workers, hash=False)
+        if tags:
+            import hpcai.distributed as hd
+
+            res = hd.resources_for(tags)
+            if res:  # the scheduler learns what the chunks need (replicas, retirement, dependents)
+                c.run_on_scheduler(hd.restrict_keys, keys, res)
         dsk = {k: futures[k] for k in keys}
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=())  # type: ignore[arg-type]
         arr = DaskArray(graph, name, norm, meta=_meta(host.dtype, host.ndim))

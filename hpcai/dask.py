@@ -38,7 +38,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from ._array import Array
 
-__all__ = ["allowed_workers", "client", "close", "from_array", "persist", "rechunk"]
+__all__ = ["allowed_workers", "client", "close", "from_array", "persist", "rechunk", "retire_workers"]
 
 _KEYS = {
     "scheduler": "a scheduler address such as 'tcp://10.0.0.5:8786'",
@@ -146,3 +146,45 @@ def allowed_workers(tags: Any = None) -> list[str]:
 
     t = tags._tags if isinstance(tags, Array) else tags
     return list(_backend().allowed_workers(t, "dask.allowed_workers", wait=False))
+
+
+def retire_workers(workers: list[str], **kwargs: Any) -> dict[str, Any]:
+    """``client.retire_workers(workers=...)`` that says why a worker stays: one that holds
+    covered data no other running worker's site may hold is not retired (hpcai's placement
+    plugin gives the data nowhere to go), and this raises
+    :class:`~hpcai.errors.ResidencyError` naming the rules and an example key, after the
+    others were retired. Returns what ``retire_workers`` returns (the retired workers).
+
+    >>> import hpcai as xp
+    >>> xp.dask.retire_workers([])  # doctest: +SKIP
+    {}
+    """
+    import hpcai.distributed as hd
+
+    from .errors import ResidencyError
+
+    c = client()
+    out = c.retire_workers(workers=list(workers), **kwargs)
+    kept = {w: c.run_on_scheduler(hd.unplaceable, w) for w in workers if w not in out}
+    kept = {w: why for w, why in kept.items() if why}
+    if kept:
+        # a retirement that gives up restores the worker's status in a round trip; a second
+        # retire_workers before that would take "closing" for the status to restore
+        import time
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            info = c.scheduler_info()["workers"]
+            if all(info.get(w, {}).get("status", "running") == "running" for w in kept):
+                break
+            time.sleep(0.05)
+        parts = [
+            f"{w} holds data that only workers satisfying rule {rules} may hold ({len(keys)} key(s), e.g. {keys[0]!r})"
+            for w, why in sorted(kept.items()) for rules, keys in sorted(why.items())
+        ]
+        raise ResidencyError(
+            "dask.retire_workers: not retired: " + "; ".join(parts) + ". No other running worker's site satisfies "
+            "the rule, so the data has nowhere to go; start a worker at an allowed site first (it advertises "
+            "the rule with `dask worker --preload hpcai.distributed`), or release the data"
+        )
+    return dict(out)

@@ -33,6 +33,7 @@ together); they are dropped without being wrapped, and the refusal is audited th
 from __future__ import annotations
 
 import json
+import logging
 import math
 import socket
 import threading
@@ -47,12 +48,17 @@ from .errors import ResidencyError
 
 __all__ = [
     "CoveredDataRecorder",
+    "PlacementPlugin",
     "RefusedData",
     "dask_setup",
     "register",
     "resources_for",
+    "restrict_keys",
+    "unplaceable",
     "worker_resources",
 ]
+
+logger = logging.getLogger("hpcai.distributed")
 
 RESOURCE_PREFIX = "hpcai-rule-"
 #: How much of each rule resource a worker advertises (a task takes 1).
@@ -302,9 +308,147 @@ def resources_for(tags: Any) -> dict[str, float]:
 
 
 try:
+    from distributed import SchedulerPlugin as _SchedulerPlugin
     from distributed import WorkerPlugin as _WorkerPlugin
 except ImportError:  # pragma: no cover - distributed not installed
-    _WorkerPlugin = object  # type: ignore[misc,assignment]
+    _WorkerPlugin = _SchedulerPlugin = object  # type: ignore[misc,assignment]
+
+
+# ============================================================================================
+# the scheduler side: placement by the rule resources (a convenience; the guarantee is the
+# check where data arrives)
+# ============================================================================================
+def _rule_needs(ts: Any) -> dict[str, float]:
+    return {k: v for k, v in (ts.resource_restrictions or {}).items() if k.startswith(RESOURCE_PREFIX)}
+
+
+def _may_hold(ws: Any, need: Mapping[str, float]) -> bool:
+    return all(ws.resources.get(k, 0.0) >= v for k, v in need.items())
+
+
+def _rules_of(need: Mapping[str, float]) -> str:
+    return ", ".join(sorted(k[len(RESOURCE_PREFIX):] for k in need))
+
+
+class PlacementPlugin(_SchedulerPlugin):  # type: ignore[misc,valid-type]
+    """Scheduler plugin: places tasks and replicas by the ``hpcai-rule-<name>`` resources.
+
+    * **Tasks inherit the restriction of their inputs.** A task submitted without
+      ``resources=`` (a raw ``dask.compute`` or ``client.submit`` on an hpcai graph) that
+      depends on a task restricted to a rule's workers gets the same restriction when the
+      graph arrives, so it is scheduled where its covered inputs may be.
+    * **Replicas go only where the key's rules allow.** The Active Memory Manager (which
+      ``retire_workers``, ``ReduceReplicas`` and other policies use) picks a recipient only
+      among workers that advertise the key's rule resources. A worker that holds covered data
+      nobody else may hold is therefore not retired: ``retire_workers`` leaves it running and
+      the scheduler logs which rule keeps it (:func:`hpcai.dask.retire_workers` raises,
+      naming the rule).
+
+    Scattered data is restricted by :func:`restrict_keys` (the ``dask`` device does it for
+    the chunks it scatters). Everything here is a convenience for efficient, orderly
+    placement: a plugin's errors are swallowed by the scheduler, and a client may bypass the
+    scheduler's choices (``workers=``, ``scatter``, ``replicate``); the guarantee is the
+    check where data arrives (the serializer of :mod:`hpcai.distributed`).
+    """
+
+    name = "hpcai-placement"
+
+    async def start(self, scheduler: Any) -> None:
+        amm = scheduler.extensions.get("amm")
+        if amm is None or getattr(amm, "_hpcai_guarded", False):
+            return
+        original = amm._find_recipient
+        warned: set[tuple[str, str]] = set()
+
+        def find_recipient(ts: Any, candidates: Any, pending_repl: Any) -> Any:
+            need = _rule_needs(ts)
+            if need:
+                pool = scheduler.running if candidates is None else candidates & scheduler.running
+                allowed = {ws for ws in pool if _may_hold(ws, need)}
+                if not allowed - set(ts.who_has or ()) - set(pending_repl or ()):
+                    holder = ",".join(sorted(ws.address for ws in ts.who_has or ()))
+                    if (holder, _rules_of(need)) not in warned:
+                        warned.add((holder, _rules_of(need)))
+                        logger.warning(
+                            "hpcai: %s (and perhaps more keys) may be held only by workers whose site satisfies "
+                            "rule %s; no other such worker is running, so it stays on %s",
+                            ts.key, _rules_of(need), holder,
+                        )
+                    return None
+                candidates = allowed
+            return original(ts, candidates, pending_repl)
+
+        amm._find_recipient = find_recipient
+        amm._hpcai_guarded = True
+
+    def update_graph(self, scheduler: Any, *, tasks: Any = (), **kwargs: Any) -> None:
+        """Give each new task the rule resources of its inputs (and of theirs)."""
+        touched = {k: scheduler.tasks[k] for k in tasks if k in scheduler.tasks}
+        done: dict[Any, dict[str, float]] = {}
+        for key, root in touched.items():
+            if key in done:
+                continue
+            stack: list[tuple[Any, bool]] = [(root, False)]
+            while stack:
+                ts, expanded = stack.pop()
+                if ts.key in done:
+                    continue
+                if ts.key not in touched:  # an older task: its restriction was settled when it arrived
+                    done[ts.key] = _rule_needs(ts)
+                    continue
+                if not expanded:
+                    stack.append((ts, True))
+                    stack.extend((d, False) for d in ts.dependencies if d.key not in done)
+                    continue
+                need = _rule_needs(ts)
+                for d in ts.dependencies:
+                    for k, v in done.get(d.key, {}).items():
+                        need[k] = max(need.get(k, 0.0), v)
+                if need and need != _rule_needs(ts) and not _pinned_elsewhere(scheduler, ts, need):
+                    ts.resource_restrictions = {**(ts.resource_restrictions or {}), **need}
+                done[ts.key] = need
+
+
+def _pinned_elsewhere(scheduler: Any, ts: Any, need: Mapping[str, float]) -> bool:
+    """Whether *ts* is pinned (``workers=``, not loose) to workers none of which may hold its
+    inputs: it is left as submitted, so that it runs there and the inputs are refused on
+    arrival (a clean error) instead of waiting forever for a worker that fits both."""
+    wr, hr = ts.worker_restrictions, ts.host_restrictions
+    if not (wr or hr) or ts.loose_restrictions:
+        return False
+    return not any(_may_hold(ws, need) for ws in scheduler.workers.values()
+                   if ws.address in (wr or ()) or ws.host in (hr or ()))
+
+
+def restrict_keys(keys: list[Any], resources: dict[str, float], dask_scheduler: Any = None) -> int:
+    """``client.run_on_scheduler(restrict_keys, keys, resources)``: scattered *keys* (which
+    have no task, hence no restriction) get the rule *resources* their data needs, so that
+    :class:`PlacementPlugin` keeps their replicas and dependents on allowed workers."""
+    n = 0
+    for k in keys:
+        ts = dask_scheduler.tasks.get(k)
+        if ts is not None:
+            ts.resource_restrictions = {**(ts.resource_restrictions or {}), **resources}
+            n += 1
+    return n
+
+
+def unplaceable(address: str, dask_scheduler: Any = None) -> dict[str, list[str]]:
+    """``client.run_on_scheduler(unplaceable, address)``: the rules (by name) that keep keys on
+    the worker at *address* because no other running worker may hold them, with an example
+    key each (what :func:`hpcai.dask.retire_workers` reports)."""
+    ws = dask_scheduler.workers.get(address)
+    if ws is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    for ts in ws.has_what:
+        need = _rule_needs(ts)
+        if not need or len(ts.who_has or ()) > 1:
+            continue
+        if any(_may_hold(o, need) for o in dask_scheduler.running if o is not ws):
+            continue
+        out.setdefault(_rules_of(need), []).append(str(ts.key))
+    return out
 
 
 class CoveredDataRecorder(_WorkerPlugin):  # type: ignore[misc,valid-type]
@@ -367,6 +511,9 @@ async def dask_setup(worker: Any) -> None:
     """``dask worker --preload hpcai.distributed``: register the serializer and advertise this
     worker's rule resources, computed from its own configuration."""
     register()
+    from . import spill
+
+    spill.install(worker)  # spilling covered data to this worker's disk is a store decision
     res = worker_resources()
     if not res:
         return
