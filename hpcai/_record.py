@@ -274,8 +274,8 @@ class Sample:
 class Recorder:
     """What one ``xp.record()`` block recorded (see :func:`record`).
 
-    A run is kept as a raw tuple while the block is open (that is what recording costs per
-    run); footprints, :class:`Sample` objects and history samples are made from them when
+    A run is kept as a raw tuple of atoms while the block is open (that is what recording
+    costs per run); footprints, :class:`Sample` objects and history samples are made from them when
     :attr:`samples` is read, when advice is asked for, and when the block ends.
     """
 
@@ -307,8 +307,11 @@ class Recorder:
             from ._history import store
 
             st = store()
-        for fn, descs, kw, device, seconds, modelled, moves in raw:
-            fp = footprint_of(op_name(fn), descs, kw)
+        from ._device import resolve_device
+
+        for op, descs, kw, name, seconds, modelled, moves in raw:
+            fp = footprint_of(op, descs, kw)
+            device = resolve_device(name)
             emulated = device._backend.simulated
             outlier = False
             if st is not None:

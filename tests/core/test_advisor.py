@@ -485,3 +485,23 @@ def test_advice_is_fast_enough() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         xp.advise(xp.matmul, xp.ones((3, 3)), xp.ones((3, 3)))  # no "not calibrated" warnings
+
+
+def test_recorded_runs_hold_only_atoms_so_the_collector_untracks_them() -> None:
+    """A long recording must not grow the heap the garbage collector scans: each pending run
+    is a tuple of names and numbers (no function, Device or list), which the collector stops
+    tracking (one nesting level per pass: a young generation's few passes)."""
+    import gc
+
+    a = xp.ones(8)
+    b = xp.ones(8, device="emulated:0")
+    with xp.record(history=False) as rec:
+        for _ in range(50):
+            xp.run(xp.negative, a, device="numpy:cpu")
+            xp.run(xp.add, a, b, device="emulated:0")  # a move, logged with the run
+        pending = list(rec._raw)
+        for _ in range(4):
+            gc.collect()
+        assert len(pending) == 100 and not any(gc.is_tracked(r) for r in pending)
+    assert {s.device for s in rec.samples} == {"numpy:cpu", "emulated:0"}
+    assert sum(s.moved_bytes for s in rec.samples) == 50 * 64
