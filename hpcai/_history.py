@@ -585,6 +585,20 @@ def _flush_old() -> None:
         s.flush()
 
 
+def _flush_before_reconfigure(old: Any, new: Any, via: str) -> None:
+    """Samples recorded under the configuration being replaced are written first (the store is
+    rebuilt for the new one: unwritten samples were lost). A failure to write warns and never
+    refuses the change."""
+    try:
+        _flush_old()
+    except OSError as exc:
+        warnings.warn(
+            HistoryWarning(f"hpcai: recorded history could not be written before reconfiguring ({exc}); those samples are lost"),
+            stacklevel=3,
+        )
+
+
+_config.on_change(_flush_before_reconfigure)
 _store: _config.Derived[HistoryStore] = _config.Derived(_build_store, on_reset=None)
 _env_dir: list[str | None] = [os.environ.get("HPCAI_HISTORY_DIR")]
 

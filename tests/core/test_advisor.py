@@ -505,3 +505,20 @@ def test_recorded_runs_hold_only_atoms_so_the_collector_untracks_them() -> None:
         assert len(pending) == 100 and not any(gc.is_tracked(r) for r in pending)
     assert {s.device for s in rec.samples} == {"numpy:cpu", "emulated:0"}
     assert sum(s.moved_bytes for s in rec.samples) == 50 * 64
+
+
+def test_reconfiguring_writes_the_history_recorded_so_far(_history_in_tmp: Path) -> None:
+    """``xp.configure`` rebuilds the history store; what was recorded under the old
+    configuration and not yet written is written first, not dropped."""
+    a = xp.ones(16)
+    with xp.record() as rec:
+        for _ in range(3):
+            xp.run(xp.negative, a, device="numpy:cpu")
+        assert len(rec.samples) == 3  # (settled into the store: what advice would count)
+        st = _history.store()
+        assert st._pending  # recorded, not yet written
+        path = st.path("numpy:cpu")
+        xp.configure(data={})  # while the block is still open
+        assert path.exists()
+    fresh = HistoryStore(st.directory, host=st.host)
+    assert sum(e.n for e in fresh.device("numpy:cpu").entries.values()) >= 3
