@@ -777,12 +777,7 @@ def save(
     async def run() -> str:
         import zarr.api.asynchronous as za
 
-        prev = await w.begin()
-        prev_view = _layout.stable_view(prev) if prev is not None else None
-        stable = name or (next(iter(prev_view.names)) if prev_view is not None and prev_view.layout == "array"
-                          else _layout.default_name(rel))
-        attributes: dict[str, Any] = {**user_attrs, "hpcai": {"tags": tags_to_json(tags), "dataset": w.url,
-                                                               "version": w.version, "complete": True}}
+        stable, attributes = w.array_layout(await w.begin(), name, user_attrs)
         try:
             if progress is not None:
                 progress.expect(host.nbytes)
@@ -802,9 +797,7 @@ def save(
             await w.finish_chunks()
         except BaseException as exc:
             raise await w.abort(exc) from None
-        meta = json.loads(w.store.held["zarr.json"].to_bytes())
-        pointer_hp = {"layout": "array", "name": stable, "shape": list(host.shape), "dtype": str(host.dtype)}
-        version = await w.commit({}, pointer_hp, {stable: meta})
+        version = await w.commit_array(stable, w.held_meta(), host.shape, host.dtype)
         if progress is not None:
             progress.finish()
         return version
@@ -874,6 +867,26 @@ class _VersionWriter:
         deferred_cls, _ = _store_classes()
         self.store = deferred_cls(self.chunk_store, meta_store, self.progress)
         return meta
+
+    def array_layout(self, prev: Mapping[str, Any] | None, name: str | None,
+                     user_attrs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``(stable name, attributes)`` of the one array of a dataset saved by ``save``: the name
+        given, else the previous version's, else the default for the path; the array's
+        attributes are the user's plus hpcai's bookkeeping (tags, dataset, version)."""
+        prev_view = _layout.stable_view(prev) if prev is not None else None
+        stable = name or (next(iter(prev_view.names)) if prev_view is not None and prev_view.layout == "array"
+                          else _layout.default_name(self.rel))
+        hp = {"tags": tags_to_json(self.tags), "dataset": self.url, "version": self.version, "complete": True}
+        return stable, {**user_attrs, "hpcai": hp}
+
+    def held_meta(self) -> dict[str, Any]:
+        """The version's array metadata as zarr wrote it (held until :meth:`finish_chunks`)."""
+        return json.loads(self.store.held["zarr.json"].to_bytes())  # type: ignore[no-any-return]
+
+    async def commit_array(self, stable: str, meta: Mapping[str, Any], shape: tuple[int, ...], dtype: Any) -> str:
+        """:meth:`commit` for ``save``'s layout: one array shown at *stable*."""
+        pointer_hp = {"layout": "array", "name": stable, "shape": list(shape), "dtype": str(dtype)}
+        return await self.commit({}, pointer_hp, {stable: meta})
 
     async def finish_chunks(self) -> None:
         self._staged(True)

@@ -42,7 +42,7 @@ from hpcai._device import Device
 from hpcai._tags import TagSet, union
 from hpcai.errors import DTypeError, InvalidArgumentError, ResidencyError, StorageError
 
-from . import _layout, _taint
+from . import _taint
 from ._endpoints import get_endpoint, parse_url
 
 __all__ = ["ChunkReader", "ChunkWriter", "load", "save"]
@@ -402,7 +402,6 @@ def save(x: Array, url: str, chunks: Any = None, *, name: str | None = None, dim
         _progress,
         _VersionWriter,
     )
-    from ._tags_io import tags_to_json
 
     fname = "hpcai.storage.save"
     ep, rel = parse_url(url, fname=fname)
@@ -453,19 +452,14 @@ def save(x: Array, url: str, chunks: Any = None, *, name: str | None = None, dim
     async def begin() -> tuple[dict[str, Any], str]:
         import zarr.api.asynchronous as za
 
-        prev = await w.begin()
-        prev_view = _layout.stable_view(prev) if prev is not None else None
-        stable = name or (next(iter(prev_view.names)) if prev_view is not None and prev_view.layout == "array"
-                          else _layout.default_name(rel))
-        attributes: dict[str, Any] = {**user_attrs, "hpcai": {"tags": tags_to_json(tags), "dataset": w.url,
-                                                               "version": w.version, "complete": True}}
+        stable, attributes = w.array_layout(await w.begin(), name, user_attrs)
         try:
             await za.create_array(w.store, shape=shape, dtype=dtype, chunks=zchunks, compressors=_codecs(),
                                   attributes=attributes, dimension_names=dim_names,
                                   config={"write_empty_chunks": True}, zarr_format=3)
         except BaseException as exc:
             raise await w.abort(exc) from None
-        return json.loads(w.store.held["zarr.json"].to_bytes()), stable
+        return w.held_meta(), stable
 
     meta, stable = _zsync(begin())
     if progress is not None:
@@ -476,8 +470,7 @@ def save(x: Array, url: str, chunks: Any = None, *, name: str | None = None, dim
         _zsync(w.finish_chunks())
     except BaseException as exc:
         raise _zsync(w.abort(exc)) from None
-    pointer_hp = {"layout": "array", "name": stable, "shape": list(shape), "dtype": str(dtype)}
-    version = _zsync(w.commit({}, pointer_hp, {stable: meta}))
+    version = _zsync(w.commit_array(stable, meta, shape, dtype))
     if progress is not None:
         progress.finish()
     return str(version)
