@@ -101,8 +101,24 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
+def cluster_extra() -> str:
+    """TOML appended to each configured worker's configuration; a module overrides this fixture
+    (e.g. to return ``onprem_endpoint``) to give its cluster's workers more configuration."""
+    return ""
+
+
+@pytest.fixture(scope="module")
+def onprem_endpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``[endpoints.onprem]``: a POSIX directory at an EU on-prem site, as TOML for the workers'
+    configuration (through ``cluster_extra``) and the client's."""
+    root = tmp_path_factory.mktemp("onprem")
+    return (f'[endpoints.onprem]\nurl = "file://{root}"\n'
+            '[endpoints.onprem.attributes]\ncountry = "DE"\njurisdiction = "EU"\nprovider = "onprem"\n')
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_extra: str) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"), extra=cluster_extra)
     try:
         yield c
     finally:

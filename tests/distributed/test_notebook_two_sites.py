@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +25,10 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "two_sites_dask.ip
 PERSONAL = {"classification": ["personal"], "origin": ["DE"]}
 
 
-def _endpoints(root: Path) -> str:
-    return (f'[endpoints.onprem]\nurl = "file://{root}"\n'
-            '[endpoints.onprem.attributes]\ncountry = "DE"\njurisdiction = "EU"\nprovider = "onprem"\n')
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    conftest = next(m for n, m in list(sys.modules.items()) if n.endswith("conftest") and hasattr(m, "Cluster"))
-    tmp = tmp_path_factory.mktemp("nbcluster")
-    (tmp / "store").mkdir()
-    c = conftest.Cluster(tmp, extra=_endpoints(tmp / "store"))
-    try:
-        yield c
-    finally:
-        c.close()
+def cluster_extra(onprem_endpoint: str) -> str:
+    """Every configured worker also knows the endpoint."""
+    return onprem_endpoint
 
 
 def _run(config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], Any]:
@@ -58,9 +45,10 @@ def _run(config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
     return ast.literal_eval(text), nb
 
 
-def test_notebook_on_two_sites(cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_on_two_sites(cluster: Any, onprem_endpoint: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     address = json.loads(cluster.sched.read_text())["address"]
-    config = (cluster.sites["eu"] + cluster.rules + _endpoints(cluster.tmp / "store")
+    config = (cluster.sites["eu"] + cluster.rules + onprem_endpoint
               + f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n[dask]\nscheduler = "{address}"\ntimeout = 10\n')
     res, nb = _run(config, tmp_path, monkeypatch)
     assert res["workers_used"] == ["eu"], res  # every task of the analysis ran on the EU worker
@@ -76,11 +64,11 @@ def test_notebook_on_two_sites(cluster: Any, tmp_path: Path, monkeypatch: pytest
     assert "tasks per worker" in printed
 
 
-def test_same_notebook_on_an_embedded_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "store").mkdir()
+def test_same_notebook_on_an_embedded_cluster(onprem_endpoint: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     config = ('[site]\ncountry = "DE"\njurisdiction = "EU"\n'
               '[[policy.rules]]\nname = "gdpr-personal"\nmatch = "classification=personal"\ncompute = "jurisdiction=EU"\n'
-              + _endpoints(tmp_path / "store") + f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n'
+              + onprem_endpoint + f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n'
               '[dask]\nn_workers = 1\nthreads_per_worker = 2\n')
     res, _ = _run(config, tmp_path, monkeypatch)
     assert len(res["workers_used"]) == 1 and res["tags"] == PERSONAL

@@ -34,30 +34,16 @@ compute = "jurisdiction=EU & provider=onprem"
 """
 
 
-def _endpoints(root: Path) -> str:
-    return (f'[endpoints.onprem]\nurl = "file://{root}"\n'
-            '[endpoints.onprem.attributes]\ncountry = "DE"\njurisdiction = "EU"\nprovider = "onprem"\n')
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The shared subprocess cluster, each configured worker also knowing the endpoint."""
-    import sys
-
-    conftest = next(m for n, m in list(sys.modules.items()) if n.endswith("conftest") and hasattr(m, "Cluster"))
-    tmp = tmp_path_factory.mktemp("xrcluster")
-    (tmp / "store").mkdir()
-    c = conftest.Cluster(tmp, extra=_endpoints(tmp / "store"))
-    try:
-        yield c
-    finally:
-        c.close()
+def cluster_extra(onprem_endpoint: str) -> str:
+    """Every configured worker also knows the endpoint."""
+    return onprem_endpoint
 
 
 @pytest.fixture(autouse=True)
-def _eu_client(cluster: Any, tmp_path: Path) -> Iterator[None]:
+def _eu_client(cluster: Any, onprem_endpoint: str, tmp_path: Path) -> Iterator[None]:
     address = json.loads(cluster.sched.read_text())["address"]
-    data = tomllib.loads(cluster.sites["eu"] + cluster.rules + CLIENT_ONLY + _endpoints(cluster.tmp / "store"))
+    data = tomllib.loads(cluster.sites["eu"] + cluster.rules + CLIENT_ONLY + onprem_endpoint)
     xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")},
                        "dask": {"scheduler": address, "timeout": 3}})
     yield
