@@ -417,10 +417,23 @@ def _compute_uncached(
     return t, basis, None
 
 
-def _transfer_uncached(st: HistoryStore, src: Device, dst: _Dev, nbytes: int) -> tuple[float, str]:
-    """Seconds to move *nbytes* from *src* to *dst*, and the basis (``"<source>: <how>"``)."""
+def _transfer_uncached(
+    st: HistoryStore, src: Device, dst: _Dev, nbytes: int, first: bool = True
+) -> tuple[float, str]:
+    """Seconds to move *nbytes* from *src* to *dst*, and the basis (``"<source>: <how>"``).
+
+    *first*: whether it is the call's first move, which pays the call's fixed cost of moving;
+    a later one is predicted from the later moves of calls, else (pessimistically) from the
+    first ones."""
     if not (dst.emulated or src._backend.simulated):
-        t = st.device(dst.name).transfers.get(src.spec.name)
+        h = st.device(dst.name)
+        if not first:
+            t = h.later.get(src.spec.name)
+            if t is not None:
+                p = t.predict(nbytes)
+                if p is not None:
+                    return p[0], f"{src}, a later move in the call: {p[1]}"
+        t = h.transfers.get(src.spec.name)
         if t is not None:
             p = t.predict(nbytes)
             if p is not None:
@@ -535,9 +548,9 @@ class _State:
         self.predictions: dict[
             tuple[str, str, bool], tuple[float, str, Entry | None, bool | None]
         ] = {}
-        #: transfer predictions: by (destination, (source, bytes)) for one move, and by
-        #: (destination, ((source, bytes), ...)) for all of a call's arguments
-        self.moves: dict[tuple[str, tuple[Any, ...]], tuple[float, str]] = {}
+        #: transfer predictions: by (destination, (source, bytes), first move of the call) for
+        #: one move, and by (destination, ((source, bytes), ...)) for all of a call's arguments
+        self.moves: dict[tuple[Any, ...], tuple[float, str]] = {}
         #: the candidate devices and their facts, by the ``devices`` argument (a tuple or None),
         #: and per (footprint key, ``devices`` argument) what :func:`_facts` says: both derived
         #: from the configuration alone, so kept from the previous state where only the
@@ -792,18 +805,21 @@ def _rank(
         tsec = 0.0
         tbasis = "none (data already there)"
         if incoming:
-            # one move per array argument not on this device, as xp.run makes them; with no
-            # argument on a device of this name, every one moves and the sum is remembered
+            # one move per array argument not on this device, in order, as xp.run makes them
+            # (the first pays the call's fixed cost); with no argument on a device of this
+            # name, every one moves and the sum is remembered
             mkey = (name, msig) if not here else None
             mv = moves.get(mkey) if mkey is not None else None
             if mv is None:
                 bases: dict[str, None] = {}
+                first = True
                 for src, nb, skey in sizes:
                     if src is not dev:
-                        tkey = (name, skey)
+                        tkey = (name, skey, first)
                         m = moves.get(tkey)
                         if m is None:
-                            m = moves[tkey] = _transfer_uncached(st, src, info, nb)
+                            m = moves[tkey] = _transfer_uncached(st, src, info, nb, first)
+                        first = False
                         tsec += m[0]
                         bases[m[1]] = None
                 mv = (tsec, "; ".join(bases))

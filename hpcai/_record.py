@@ -317,9 +317,11 @@ class Recorder:
             if st is not None:
                 if not emulated:  # an emulated device's wall time is the host's: never history
                     outlier = st.add_kernel(device.spec.name, fp.key, seconds, fp.flops, fp.nbytes)
-                for src, nbytes, secs in moves:  # (source, bytes, seconds) of each whole move
+                # (source, bytes, seconds) of each whole move, in the order the call made them:
+                # the first pays the call's fixed cost of moving and is kept apart
+                for i, (src, nbytes, secs) in enumerate(moves):
                     if not emulated and not _simulated(src):
-                        st.add_transfer(src, device.spec.name, nbytes, secs)
+                        st.add_transfer(src, device.spec.name, nbytes, secs, i == 0)
             self._samples.append(
                 Sample(
                     fp.op,

@@ -123,6 +123,86 @@ def test_regression_is_used_only_inside_its_fitted_range() -> None:
     assert r.compute_basis.startswith("roofline")
 
 
+def test_a_small_size_s_moves_are_not_forgotten_after_many_large_moves() -> None:
+    """Moves are kept per size: many moves of other sizes never push a size's moves out."""
+    t = _history._Transfers()
+    for _ in range(5):
+        t.add(8_192, 20e-6)
+    for i in range(1000):  # 1000 moves of 20 other sizes, far more than one window
+        nb = 1_000_000 + 100_000 * (i % 20)
+        t.add(nb, 1e-3 + nb * 1e-10)
+    seconds, basis = t.predict(8_192)
+    assert seconds == pytest.approx(20e-6)
+    assert basis == "history (5 moves of this size, median)"
+    assert len(t.sizes) == 21 and all(len(v) <= _history.TRANSFER_WINDOW for v in t.sizes.values())
+
+
+def test_moves_of_an_unmeasured_size_are_interpolated_between_its_neighbours() -> None:
+    t = _history._Transfers()
+    for nb, sec in ((1_000, 10e-6), (10_000, 20e-6), (1_000_000, 1e-3), (8_000_000, 9e-3)):
+        for _ in range(3):
+            t.add(nb, sec)
+    seconds, basis = t.predict(5_500)
+    # the straight line between 1,000 and 10,000 bytes, not a fit over every size (whose
+    # intercept the large sizes dominate: it would predict -0.027 ms, clipped to 0, here)
+    assert seconds == pytest.approx(15e-6)
+    assert basis == "interpolated between moves of 1,000 and 10,000 bytes (3 and 3 moves, medians)"
+    assert t.predict(1_050)[1] == "interpolated between moves of 1,000 and 10,000 bytes (3 and 3 moves, medians)"
+    assert t.predict(950) == (pytest.approx(10e-6), "history (3 moves of 1,000 bytes, within 10 % of this size, median)")
+    assert t.predict(500) is None and t.predict(9_000_000) is None  # outside: the link model answers
+
+
+def test_transfer_sizes_are_bounded_and_the_least_recently_measured_goes_first(monkeypatch) -> None:
+    monkeypatch.setattr(_history, "TRANSFER_SIZES", 3)
+    t = _history._Transfers()
+    for nb in (100, 200, 300):
+        t.add(nb, 1e-6)
+    t.add(100, 1e-6)  # measured again: now the most recent
+    t.add(400, 1e-6)  # a fourth size: 200, the least recently measured, is dropped
+    assert list(t.sizes) == [300, 100, 400]
+    fresh = _history._Transfers()
+    for nb, sec in t.samples:  # how a file is read back: the same state
+        fresh.add(nb, sec)
+    assert fresh.sizes == t.sizes and list(fresh.sizes) == list(t.sizes)
+
+
+def test_later_moves_of_a_call_are_kept_apart_from_the_first(_history_in_tmp: Path) -> None:
+    """A call's first move pays its fixed cost of moving; the advisor predicts the first
+    argument's move from first moves and the next ones from later moves."""
+    st = _history.store()
+    for _ in range(5):
+        st.add_transfer("jax:cpu:1", "numpy:cpu", 8_192, 20e-6, first=True)
+        st.add_transfer("jax:cpu:1", "numpy:cpu", 8_192, 10e-6, first=False)
+    a = xp.ones((32, 32), device="jax:cpu:1")
+    r = xp.advise(xp.matmul, a, a, devices=["numpy:cpu"]).rows[0]
+    assert r.transfer_seconds == pytest.approx(30e-6)
+    assert r.transfer_basis == (
+        "jax:cpu:1: history (5 moves of this size, median); "
+        "jax:cpu:1, a later move in the call: history (5 moves of this size, median)"
+    )
+    r = xp.advise(xp.negative, a, devices=["numpy:cpu"]).rows[0]  # one argument: a first move
+    assert r.transfer_seconds == pytest.approx(20e-6)
+    st.flush()
+    doc = json.loads(st.path("numpy:cpu").read_text())
+    assert doc["transfers"] == {"jax:cpu:1": [[8192, 20e-6]] * 5}
+    assert doc["later_transfers"] == {"jax:cpu:1": [[8192, 10e-6]] * 5}
+    with xp.record():  # recording tells them apart too
+        xp.run(xp.matmul, a, a, device="numpy:cpu")
+    h = _history.store().device("numpy:cpu")
+    assert len(h.transfers["jax:cpu:1"].sizes[8_192]) == 6 and len(h.later["jax:cpu:1"].sizes[8_192]) == 6
+
+
+def test_a_history_file_from_before_moves_were_kept_per_size_still_loads(tmp_path: Path) -> None:
+    st = HistoryStore(tmp_path, host="h")
+    p = st.path("numpy:cpu")
+    p.parent.mkdir(parents=True)
+    old = [[8192, 2e-5], [800000, 1e-4], [8192, 3e-5], [800000, 2e-4], [8192, 2.5e-5]]
+    p.write_text(json.dumps({"format": "hpcai-history", "version": 1, "kernels": {}, "transfers": {"jax:cpu:1": old}}))
+    t = st.device("numpy:cpu").transfers["jax:cpu:1"]
+    assert t.predict(8192) == (pytest.approx(2.5e-5), "history (3 moves of this size, median)")
+    assert st.device("numpy:cpu").later == {}
+
+
 # ============================================================================================
 # history files
 # ============================================================================================
