@@ -10,7 +10,6 @@ client does not have: the graph carries neither."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import tomllib
 from collections.abc import Iterator
@@ -74,35 +73,23 @@ def storage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("posix-eu")
 
 
-def _cluster_class() -> type[Cluster]:
-    """conftest.py's Cluster (imported by pytest under a name of its import mode's choosing)."""
-    import sys
-
-    for name, mod in list(sys.modules.items()):
-        if name.rsplit(".", 1)[-1] == "conftest" and hasattr(mod, "Cluster") and hasattr(mod, "SITES"):
-            return mod.Cluster  # type: ignore[no-any-return]
-    raise RuntimeError("tests/distributed/conftest.py was not imported")
+@pytest.fixture(scope="module")
+def cluster_extra(s3: Any, storage_root: Path) -> str:
+    """The configured workers know the endpoints."""
+    return _endpoints(storage_root, s3.url)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, s3: Any, storage_root: Path) -> Iterator[Cluster]:
-    """The conftest cluster, its configured workers knowing the endpoints, and their own S3 secret
-    in their own environment (inherited at start; this process then uses another one)."""
-    saved = {k: os.environ.get(k) for k in (KEY_ENV, SECRET_ENV)}
-    os.environ[KEY_ENV], os.environ[SECRET_ENV] = "worker-key", WORKER_SECRET
-    try:
-        c = _cluster_class()(tmp_path_factory.mktemp("cluster"), extra=_endpoints(storage_root, s3.url))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
-        yield c
-    finally:
-        xp.dask.close()
-        c.close()
+def cluster_env() -> dict[str, str]:
+    """The workers' own S3 secret, in their own environment (this process uses another one)."""
+    return {KEY_ENV: "worker-key", SECRET_ENV: WORKER_SECRET}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_dask_device(cluster: Cluster) -> Iterator[None]:
+    """The dask device's client closes before the cluster does."""
+    yield
+    xp.dask.close()
 
 
 @pytest.fixture
