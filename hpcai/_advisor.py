@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from . import _config, _record, _tags
 from ._array import Array
 from ._device import Device, DeviceLike, all_devices, resolve_device
-from ._history import Entry, HistoryStore, store
+from ._history import MOVED_IN, Entry, HistoryStore, store
 from .errors import InvalidArgumentError, PlacementError, ResidencyError
 from .residency import current_policy
 
@@ -398,23 +398,32 @@ def _roofline(info: _Dev, fp: _record.Footprint, emulate_fp64: bool) -> tuple[fl
 
 
 def _compute_uncached(
-    st: HistoryStore, info: _Dev, fp: _record.Footprint, emulate_fp64: bool
+    st: HistoryStore, info: _Dev, fp: _record.Footprint, emulate_fp64: bool, moved_in: bool = False
 ) -> tuple[float, str, Entry | None]:
+    """Compute seconds, basis and history entry; *moved_in*: whether (some of) the arguments
+    are moved onto the device first (runs on just-moved arguments are measured apart: the
+    history of that case first, the other case's next)."""
     if info.emulated or emulate_fp64:
         t, basis = info.roofline(fp, emulate_fp64)
         return t, basis, None
     h = st.device(info.name)
-    e = h.entries.get(fp.key)
-    if e is not None and e.samples:
-        return e.median, e.basis, e
     if h.entries:
-        fit = h.fit(fp.group)
-        if fit is not None:
-            t_fit = fit.predict(fp.work)
-            if t_fit is not None:
-                return t_fit, fit.basis, None
+        for moved in ((True, False) if moved_in else (False, True)):
+            e = h.entries.get(MOVED_IN + fp.key if moved else fp.key)
+            if e is not None and e.samples:
+                return e.median, (_AFTER_MOVE + e.basis if moved else e.basis), e
+        for moved in ((True, False) if moved_in else (False, True)):
+            group = MOVED_IN + fp.group if moved else fp.group
+            fit = h.fit(group)
+            if fit is not None:
+                t_fit = fit.predict(fp.work)
+                if t_fit is not None:
+                    return t_fit, fit.basis, None
     t, basis = info.roofline(fp, False, _NO_HISTORY)
     return t, basis, None
+
+
+_AFTER_MOVE = "on arguments just moved in: "
 
 
 def _transfer_uncached(
@@ -543,10 +552,11 @@ class _State:
         self.policy = pol
         #: whole advice by call signature: (footprint, rows, memory checks, time-dependent checks)
         self.memo: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        #: compute predictions by (device, footprint key, float64 emulated): seconds, basis,
+        #: compute predictions by (device, footprint key, float64 emulated[, True: the arguments
+        #: are moved in]): seconds, basis,
         #: the history entry and its staleness where that does not depend on the time
         self.predictions: dict[
-            tuple[str, str, bool], tuple[float, str, Entry | None, bool | None]
+            tuple[Any, ...], tuple[float, str, Entry | None, bool | None]
         ] = {}
         #: transfer predictions: by (destination, (source, bytes), first move of the call) for
         #: one move, and by (destination, ((source, bytes), ...)) for all of a call's arguments
@@ -786,11 +796,13 @@ def _rank(
                 )
             )
             continue
-        hit = fixed or preds.get(ckey)
+        # runs on just-moved arguments are predicted apart
+        pkey: tuple[Any, ...] = (*ckey, True) if incoming and fixed is None else ckey
+        hit = fixed or preds.get(pkey)
         if hit is None:
-            t, basis, entry = _compute_uncached(st, info, fp, emulate)
+            t, basis, entry = _compute_uncached(st, info, fp, emulate, bool(incoming))
             # an entry changes only with the history (a new state): its time-free staleness holds
-            hit = preds[ckey] = (
+            hit = preds[pkey] = (
                 t,
                 basis,
                 entry,

@@ -302,11 +302,9 @@ class Recorder:
         if not self._raw:
             return
         raw, self._raw = self._raw, []
-        st = None
-        if self.history:
-            from ._history import store
+        from ._history import MOVED_IN, store
 
-            st = store()
+        st = store() if self.history else None
         from ._device import resolve_device
 
         for op, descs, kw, name, seconds, modelled, moves in raw:
@@ -316,7 +314,9 @@ class Recorder:
             outlier = False
             if st is not None:
                 if not emulated:  # an emulated device's wall time is the host's: never history
-                    outlier = st.add_kernel(device.spec.name, fp.key, seconds, fp.flops, fp.nbytes)
+                    # a run on arguments just moved in is kept apart from runs on resident ones
+                    key = MOVED_IN + fp.key if moves else fp.key
+                    outlier = st.add_kernel(device.spec.name, key, seconds, fp.flops, fp.nbytes)
                 # (source, bytes, seconds) of each whole move, in the order the call made them:
                 # the first pays the call's fixed cost of moving and is kept apart
                 for i, (src, nbytes, secs) in enumerate(moves):

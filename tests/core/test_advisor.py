@@ -192,6 +192,32 @@ def test_later_moves_of_a_call_are_kept_apart_from_the_first(_history_in_tmp: Pa
     assert len(h.transfers["jax:cpu:1"].sizes[8_192]) == 6 and len(h.later["jax:cpu:1"].sizes[8_192]) == 6
 
 
+def test_runs_on_arguments_just_moved_in_are_predicted_apart(_history_in_tmp: Path) -> None:
+    """A kernel on arguments just moved onto a device is measured apart from one on
+    arguments already there (on JAX CPU devices the first is several times slower for small
+    arrays): each case is predicted from its own history, the other's when it has none."""
+    a = xp.ones(1000, device="jax:cpu:1")
+    fp = xp._record.footprint(xp.negative, (a,), {})
+    st = _history.store()
+    for _ in range(5):
+        st.add_kernel("jax:cpu:1", fp.key, 30e-6, fp.flops, fp.nbytes)
+        st.add_kernel("jax:cpu:1", _history.MOVED_IN + fp.key, 100e-6, fp.flops, fp.nbytes)
+    r = xp.advise(xp.negative, a, devices=["jax:cpu:1"]).rows[0]
+    assert r.compute_seconds == pytest.approx(30e-6) and r.compute_basis.startswith("history (5 recent")
+    b = xp.ones(1000)  # on numpy:cpu: it would be moved in
+    r = xp.advise(xp.negative, b, devices=["jax:cpu:1"]).rows[0]
+    assert r.compute_seconds == pytest.approx(100e-6)
+    assert r.compute_basis.startswith("on arguments just moved in: history (5 recent")
+    with xp.record():
+        xp.run(xp.negative, b, device="jax:cpu:0")  # moved in: recorded as such
+        xp.run(xp.negative, a, device="jax:cpu:1")
+    e0 = _history.store().device("jax:cpu:0").entries
+    assert list(e0) == [_history.MOVED_IN + fp.key]
+    r = xp.advise(xp.negative, a.to_device("jax:cpu:0"), devices=["jax:cpu:0"]).rows[0]
+    assert r.compute_basis.startswith("on arguments just moved in: history (1 recent")  # the other case's
+    assert _history.store().device("jax:cpu:1").entries[fp.key].n == 6
+
+
 def test_a_history_file_from_before_moves_were_kept_per_size_still_loads(tmp_path: Path) -> None:
     st = HistoryStore(tmp_path, host="h")
     p = st.path("numpy:cpu")
