@@ -116,12 +116,12 @@ def _read_block(src: Any, tags: Any, block_info: Any = None) -> Any:
     """One chunk of a backend array, read where the task runs, as a tagged host hpcai Array."""
     from xarray.core.indexing import BasicIndexer, ExplicitlyIndexed
 
-    from hpcai._array import _wrap as wrap
-    from hpcai._device import resolve_device
+    import hpcai.distributed as hd
 
     key = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
     block = np.asarray(src[BasicIndexer(key)] if isinstance(src, ExplicitlyIndexed) else src[key])  # type: ignore[index]
-    return wrap(np.array(block, copy=False) if block.flags.writeable else block.copy(), resolve_device("numpy:cpu"), tags)
+    # on the chunk device of the process the task runs in (its own [dask] chunk_device)
+    return hd.land(block, tags, copy=not block.flags.writeable)
 
 
 class HpcaiDaskManager(ChunkManagerEntrypoint[Any]):

@@ -2,7 +2,8 @@
 hpcai Array chunks on a Dask distributed cluster (``[dask]`` in configuration; an embedded
 in-process ``LocalCluster`` by default). See ``docs/dask.md``.
 
-* **Chunks are hpcai Arrays** (``numpy:cpu`` on the worker that holds them, with the data's
+* **Chunks are hpcai Arrays** (on the chunk device of the process that holds them, its own
+  ``[dask] chunk_device``: ``numpy:cpu`` by default, or e.g. ``jax:cpu:1``; with the data's
   tags), so tags travel with every chunk and every process that receives one checks it
   (:mod:`hpcai.distributed`). The dask array's ``meta`` is an empty, untagged hpcai Array.
 * **Distributing** (``x.to_device("dask")``, :func:`hpcai.dask.from_array`): the chunks are cut
@@ -729,10 +730,17 @@ class DaskBackend(Backend):
         norm = normalize_chunks(
             "auto" if want is None else want, host.shape, limit=limit, dtype=host.dtype
         )
-        cpu = _xp.resolve_device("numpy:cpu")
         name = "hpcai-chunks-" + uuid.uuid4().hex
         keys = [(name, *i) for i in itertools.product(*[range(len(b)) for b in norm])]
-        parts = [wrap(np.array(host[s], copy=True), cpu, tags) for s in slices_from_chunks(norm)]
+        if self._in_process():
+            # the workers are threads of this process (nothing is serialized): the chunks are
+            # made on its chunk device ([dask] chunk_device), decided there first
+            import hpcai.distributed as hd
+
+            parts = [hd.land(host[s], tags, copy=True, operation="dask-scatter") for s in slices_from_chunks(norm)]
+        else:  # made on the host; each lands on its worker's own chunk device on arrival
+            cpu = _xp.resolve_device("numpy:cpu")
+            parts = [wrap(np.array(host[s], copy=True), cpu, tags) for s in slices_from_chunks(norm)]
         # Scattered under the array's own keys (as persist leaves them): a graph key that only
         # pointed at a differently named future would be one more task per chunk to schedule
         # and run in every computation (~1.5x the time of a small-chunk pipeline).

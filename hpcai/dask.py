@@ -14,6 +14,7 @@ Configuration, ``[dask]`` (every key optional)::
     n_workers = 1                      # embedded cluster only
     threads_per_worker = 2             # embedded cluster only
     timeout = 30                       # seconds to connect / to wait for an allowed worker
+    chunk_device = "numpy:cpu"         # where chunks live in THIS process (each worker's own)
 
 The embedded default is an in-process ``LocalCluster(processes=False)``: its workers are
 threads of this process, share its configuration (so they advertise the rules this
@@ -46,6 +47,7 @@ _KEYS = {
     "n_workers": "a positive integer (embedded cluster)",
     "threads_per_worker": "a positive integer (embedded cluster)",
     "timeout": "a positive number of seconds",
+    "chunk_device": "a device name such as 'jax:cpu:1' (not 'dask'): where chunks live in this process",
 }
 
 
@@ -57,8 +59,8 @@ def _validate_dask(value: Any, where: str, key: str) -> dict[str, Any]:
         dk = f"{key}.{k}"
         if k not in _KEYS:
             raise ConfigError(f"{where}: unknown key {dk}; expected one of: {', '.join(sorted(_KEYS))}")
-        if k == "scheduler":
-            if not isinstance(v, str) or not v.strip():
+        if k in ("scheduler", "chunk_device"):
+            if not isinstance(v, str) or not v.strip() or (k == "chunk_device" and v.strip() == "dask"):
                 raise ConfigError(f"{where}: {dk} must be {_KEYS[k]}, got {v!r}")
         elif k == "chunk_size":
             if _config.parse_size(v, where=where, key=dk) <= 0:

@@ -44,7 +44,7 @@ import numpy as np
 
 from ._array import _wrap
 from ._tags import TagSet, as_mapping
-from .errors import ResidencyError
+from .errors import ConfigError, ResidencyError
 
 __all__ = [
     "CoveredDataRecorder",
@@ -90,14 +90,14 @@ _generation = 0
 #: Sender: tags -> the guard text of data with those tags (see :func:`_guard_text`).
 _guards: dict[TagSet | None, str] = {}
 
-#: Receiver: (device, guard text) -> (Device, tags), for the arrivals this process allowed.
+#: Receiver: guard text -> (this process's chunk device, tags), for the arrivals it allowed.
 #: The key is the guard text exactly as it arrived, the text the decision was made from: a
 #: header that differs from an allowed one in any byte of its tags or carried rules is another
 #: key and gets its own decision (a dict compares keys by equality, so no collision can pass
 #: for an allowed decision). The decision (and its audit record) is so made once per
-#: (device, tags, carried rules, process, configuration), not per chunk; refusals are never
+#: (tags, carried rules, process, configuration), not per chunk; refusals are never
 #: cached.
-_allowed_arrivals: dict[tuple[str, str], tuple[Any, TagSet | None]] = {}
+_allowed_arrivals: dict[str, tuple[Any, TagSet | None]] = {}
 _CACHE_LIMIT = 4096
 
 #: np.dtype of each dtype string seen (a handful per process).
@@ -105,11 +105,73 @@ _dtypes: dict[str, np.dtype[Any]] = {}
 
 
 def _forget_arrivals(*_: Any) -> None:
-    global _generation
+    global _generation, _chunk_dev
     with _cache_lock:
         _generation += 1
         _allowed_arrivals.clear()
         _guards.clear()
+        _landed.clear()
+        _chunk_dev = None
+
+
+#: This process's chunk device (see :func:`chunk_device`), resolved once per configuration.
+_chunk_dev: Any = None
+
+
+def chunk_device() -> Any:
+    """The device chunks live on in this process: ``[dask] chunk_device`` of **this process's
+    own** configuration (``"numpy:cpu"`` by default; e.g. ``"jax:cpu:1"`` or ``"cupy:0"`` on a
+    worker with an accelerator). Every chunk that arrives here (a scattered chunk, a dependency
+    fetched from another worker, a result gathered by the client) and every chunk read from
+    storage here lands on it, after the decision for it (``compute`` on its attributes), so all
+    the chunks a task joins are on one device. A device this process does not have is an error
+    that names it (never a silent fall-back to the host)."""
+    global _chunk_dev
+    dev = _chunk_dev
+    if dev is not None:
+        return dev
+    from . import _config
+    from ._device import resolve_device
+    from .errors import UnknownDeviceError
+
+    generation = _generation
+    name = _config.get_config().section("dask").get("chunk_device", "numpy:cpu")
+    try:
+        dev = resolve_device(name)
+    except UnknownDeviceError as exc:
+        raise ConfigError(
+            f"[dask] chunk_device = {name!r}: this process ({_HOST}) has no such device ({exc})"
+        ) from None
+    if dev.spec.backend == "dask":
+        raise ConfigError("[dask] chunk_device cannot be the dask device itself")
+    with _cache_lock:
+        if generation == _generation:
+            _chunk_dev = dev
+    return dev
+
+
+#: Tags whose placement on this process's chunk device :func:`land` decided (and allowed).
+_landed: dict[TagSet, bool] = {}
+
+
+def land(
+    host: np.ndarray, tags: TagSet | None, *, copy: bool = False, decided: bool = False,
+    operation: str = "dask-read",
+) -> Any:
+    """*host* as an hpcai Array with *tags* on this process's :func:`chunk_device`. Unless the
+    caller *decided* already, covered data is decided there first (``compute`` on the device's
+    attributes; audited once per tag set and configuration, refusals raise every time).
+    *copy*: never alias *host*."""
+    dev = chunk_device()
+    if tags and not decided and tags not in _landed:
+        from .residency._tagging import check_placement
+
+        generation = _generation
+        check_placement(tags, dev, operation=operation, nbytes=int(host.nbytes))
+        _remember(_landed, tags, True, generation)
+    if dev._host:
+        return _wrap(np.array(host, copy=True) if copy else host, dev, tags)
+    return _wrap(dev._backend.from_host(host, dev, copy=True), dev, tags)
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any, generation: int) -> None:
@@ -171,21 +233,18 @@ def _parse_guard(text: Any) -> tuple[TagSet | None, dict[str, Any] | None]:
 
 
 def _decide_arrival(header: Mapping[str, Any], nbytes: int) -> tuple[Any, TagSet | None]:
-    """The first arrival of data like this: resolve the device, decide (audited when covered)."""
-    from ._device import resolve_device
-    from .errors import UnknownDeviceError
+    """The first arrival of data like this: decide for this process's chunk device (audited
+    when covered)."""
     from .residency._carried import check_arrival
 
     tags, carried = _parse_guard(header.get("guard"))
-    try:
-        dev = resolve_device(str(header["device"]))
-    except UnknownDeviceError:  # a device this process lacks: the chunk lands on its host
-        dev = resolve_device("numpy:cpu")
+    # it lands on this process's chunk device (the sender's device is only named in the header)
+    dev = chunk_device()
     check_arrival(tags, dev, carried, operation="dask-receive", nbytes=nbytes)
     return dev, tags
 
 
-def _refused(header: Mapping[str, Any], exc: ResidencyError) -> RefusedData:
+def _refused(header: Mapping[str, Any], exc: ResidencyError | ConfigError) -> RefusedData:
     try:
         tags = _tags_json(_parse_guard(header.get("guard"))[0])
     except ResidencyError:
@@ -200,21 +259,18 @@ def _deserialize(header: Mapping[str, Any], frames: list[Any]) -> Any:
         dtype = _dtypes[str(dt)] = np.dtype(dt)
     shape = header["shape"]
     count = math.prod(shape)
-    try:
-        key = (header["device"], header["guard"])
-        hit = _allowed_arrivals.get(key)  # type: ignore[arg-type]
-    except (KeyError, TypeError):  # no guard, or an unhashable one: decided (refused) below
-        key, hit = None, None
+    key = header.get("guard")
+    hit = _allowed_arrivals.get(key) if isinstance(key, str) else None
     if hit is None:
         generation = _generation
         try:
             hit = _decide_arrival(header, count * dtype.itemsize)
-        except ResidencyError as exc:
+        except (ResidencyError, ConfigError) as exc:
             # Raising here would close the connection (the sender sees a bare CommClosedError, a
             # dependency fetch retries): a data-less placeholder lands instead, and whatever uses
             # it gets this refusal.
             return _refused(header, exc)
-        if key is not None and isinstance(key[0], str) and isinstance(key[1], str):
+        if isinstance(key, str):
             _remember(_allowed_arrivals, key, hit, generation)
     dev, tags = hit
     buf = frames[0] if frames else b""
@@ -279,17 +335,17 @@ def register() -> None:
 
 def worker_resources() -> dict[str, float]:
     """The ``hpcai-rule-<name>`` resources this process may advertise: one per policy rule whose
-    ``compute`` expression its host's attributes (``[site]``) satisfy, or that does not restrict
-    compute. Computed from this process's own configuration."""
-    from ._device import resolve_device
+    ``compute`` expression the attributes of its :func:`chunk_device` (its ``[site]``, and the
+    device's own where configured) satisfy, or that does not restrict compute. Computed from
+    this process's own configuration."""
     from .residency import current_policy
 
     pol = current_policy()
-    host = resolve_device("numpy:cpu")
+    dev = chunk_device()
     out: dict[str, float] = {}
     for rule in pol.rules:
         e = rule.compute
-        if e is None or e.evaluate(host.attributes, pol.groups):
+        if e is None or e.evaluate(dev.attributes, pol.groups):
             out[RESOURCE_PREFIX + rule.name] = RESOURCE_AMOUNT
     return out
 
@@ -509,8 +565,11 @@ def _leaves(value: Any) -> list[Any]:
 
 async def dask_setup(worker: Any) -> None:
     """``dask worker --preload hpcai.distributed``: register the serializer and advertise this
-    worker's rule resources, computed from its own configuration."""
+    worker's rule resources, computed from its own configuration. A ``[dask] chunk_device``
+    this process lacks stops the worker here, naming it."""
     register()
+    dev = chunk_device()
+    logger.info("hpcai: chunks on this worker live on %s", dev)
     from . import spill
 
     spill.install(worker)  # spilling covered data to this worker's disk is a store decision

@@ -131,7 +131,6 @@ def _decide_here(op: str, t: _Target, operation: str, nbytes: int = 0) -> Any:
 
 def _decide_locked(op: str, t: _Target, operation: str, nbytes: int, key: tuple[Any, ...]) -> Any:
     from hpcai import residency
-    from hpcai._device import resolve_device
     from hpcai.residency._carried import _carried_policy
     from hpcai.residency._guards import _settle
 
@@ -141,9 +140,11 @@ def _decide_locked(op: str, t: _Target, operation: str, nbytes: int, key: tuple[
     if hit is not None:
         return hit
     try:
-        if op == "compute":
-            host = resolve_device("numpy:cpu")
-            attrs, dest, source = host.spec.attributes, host.spec.name, t.endpoint
+        if op == "compute":  # read onto this process's chunk device: decided for it
+            import hpcai.distributed as hd
+
+            dev = hd.chunk_device()
+            attrs, dest, source = dev.attributes, dev.spec.name, t.endpoint
         else:
             ep = get_endpoint(t.endpoint)
             attrs, dest, source = ep.attributes, ep.name, "dask"
@@ -195,7 +196,7 @@ class ChunkReader:
         return f"<ChunkReader {self.target.where()}>"
 
     def __call__(self, region: Sequence[slice]) -> Array:
-        from hpcai._device import resolve_device
+        import hpcai.distributed as hd
 
         t = self.target
         region = tuple(region)
@@ -203,7 +204,7 @@ class ChunkReader:
         d = _decide_here("compute", t, "dask-load")
         host = _zsync(_read_region(t, d, region))
         host = np.asarray(host).reshape(shape)
-        return _wrap(host, resolve_device("numpy:cpu"), t.tags)
+        return hd.land(host, t.tags, decided=True)  # type: ignore[no-any-return]  # (decided above)
 
 
 async def _read_region(t: _Target, d: Any, region: tuple[slice, ...]) -> Any:

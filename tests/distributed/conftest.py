@@ -39,9 +39,11 @@ class Cluster:
     rules = RULES
     sites = SITES
 
-    def __init__(self, tmp: Path, extra: str = "", env: Mapping[str, str] | None = None) -> None:
-        """*extra*: TOML appended to each configured worker's configuration (e.g. endpoints);
-        *env*: variables set in every worker's environment (e.g. its own S3 secret)."""
+    def __init__(self, tmp: Path, extra: str | Mapping[str, str] = "",
+                 env: Mapping[str, str] | None = None) -> None:
+        """*extra*: TOML appended to each configured worker's configuration (e.g. endpoints), or
+        a mapping from worker name (``eu``, ``us``) to its own TOML; *env*: variables set in
+        every worker's environment (e.g. its own S3 secret)."""
         self.tmp = tmp
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         worker_env = env
@@ -57,7 +59,8 @@ class Cluster:
             wenv = dict(env, **(worker_env or {}), HPCAI_STATE_DIR=str(tmp / f"state-{name}"))
             if name in SITES:
                 cfg = tmp / f"{name}.toml"
-                cfg.write_text(SITES[name] + RULES + f'[audit]\npath = "{tmp / f"audit-{name}.jsonl"}"\n' + extra)
+                more = extra if isinstance(extra, str) else extra.get(name, "")
+                cfg.write_text(SITES[name] + RULES + f'[audit]\npath = "{tmp / f"audit-{name}.jsonl"}"\n' + more)
                 wenv["HPCAI_CONFIG"] = str(cfg)
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.sched),
@@ -107,9 +110,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster_extra() -> str:
-    """TOML appended to each configured worker's configuration; a module overrides this fixture
-    (e.g. to return ``onprem_endpoint``) to give its cluster's workers more configuration."""
+def cluster_extra() -> str | Mapping[str, str]:
+    """TOML appended to each configured worker's configuration (or per worker name); a module
+    overrides this fixture (e.g. to return ``onprem_endpoint``) to give its cluster's workers
+    more configuration."""
     return ""
 
 
@@ -130,7 +134,7 @@ def cluster_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_extra: str,
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_extra: str | Mapping[str, str],
             cluster_env: dict[str, str]) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("cluster"), extra=cluster_extra, env=cluster_env)
     try:

@@ -91,15 +91,14 @@ def test_a_header_with_a_changed_rule_gets_a_fresh_decision(eu: Path) -> None:
     assert _receives(eu) > again  # refusals are never cached: decided again each time
 
 
-def test_a_changed_tag_or_device_gets_a_fresh_decision(tmp_path: Path) -> None:
-    xp.configure(
-        data={
-            "site": {"country": "DE"},
-            **RULES,
-            "audit": {"path": str(tmp_path / "a.jsonl")},
-            "devices": {"emulated:1": {"attributes": {"country": "US"}}},
-        }
-    )
+def test_a_changed_tag_or_chunk_device_gets_a_fresh_decision(tmp_path: Path) -> None:
+    cfg = {
+        "site": {"country": "DE"},
+        **RULES,
+        "audit": {"path": str(tmp_path / "a.jsonl")},
+        "devices": {"emulated:1": {"attributes": {"country": "US"}}},
+    }
+    xp.configure(data=cfg)
     x = xp.ones(3)  # untagged: allowed anywhere, and cached
     header, frames = hd._serialize(x)
     assert isinstance(hd._deserialize(_arrived(header), frames), xp.Array)
@@ -107,9 +106,16 @@ def test_a_changed_tag_or_device_gets_a_fresh_decision(tmp_path: Path) -> None:
     covered = hd._serialize(xp.tag(x, classification="personal"))[0]
     assert json.loads(covered["guard"])["tags"] == {"classification": ["personal"]}
     assert isinstance(hd._deserialize(_arrived(covered), frames), xp.Array)
-    # the covered header landing on a US device: another key, refused
+    # the sender's device in the header decides nothing: the chunk lands on this process's
+    # chunk device (numpy:cpu here, in DE), so a header naming a US device is still allowed
     us = {**covered, "device": "emulated:1"}
-    assert isinstance(hd._deserialize(_arrived(us), frames), hd.RefusedData)
+    y = hd._deserialize(_arrived(us), frames)
+    assert isinstance(y, xp.Array) and str(y.device) == "numpy:cpu"
+    # this process's chunk device is the US one: the same header is decided afresh and refused
+    xp.configure(data={**cfg, "dask": {"chunk_device": "emulated:1"}})
+    assert isinstance(hd._deserialize(_arrived(covered), frames), hd.RefusedData)
+    untagged = hd._deserialize(_arrived(header), frames)  # untagged data lands there
+    assert isinstance(untagged, xp.Array) and str(untagged.device) == "emulated:1"
 
 
 def test_a_configuration_change_empties_the_cache(tmp_path: Path) -> None:
