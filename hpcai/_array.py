@@ -32,6 +32,7 @@ from .errors import (
     InvalidArgumentError,
     LinAlgError,
     OutOfDeviceMemoryError,
+    ResidencyError,
     ScalarOverflowError,
     ShapeError,
 )
@@ -159,10 +160,43 @@ def _rebuild(host: np.ndarray, device: str, tags: TagSet | None, carried: dict[s
     dev = resolve_device(device)
     from .residency._carried import check_arrival
 
-    check_arrival(tags, dev, carried, operation="unpickle", nbytes=int(host.nbytes))
+    try:
+        check_arrival(tags, dev, carried, operation="unpickle", nbytes=int(host.nbytes))
+    except ResidencyError as exc:
+        if not _unpickled_by_distributed():
+            raise
+        # A task or graph message of Dask distributed (the scheduler unpickles every graph):
+        # raising here would surface as a bare "error during deserialization of the task graph"
+        # (or kill a worker). A data-less placeholder lands instead; the task that uses it fails
+        # with this refusal, naming the rule, and every process stays up.
+        from .distributed import RefusedData, _tags_json
+
+        return RefusedData(str(exc), _tags_json(tags), _host_name())  # type: ignore[return-value]
     if dev.is_host:
         return _wrap(host, dev, tags)
     return _wrap(dev._backend.from_host(host, dev, copy=True), dev, tags)
+
+
+def _unpickled_by_distributed() -> bool:
+    """Whether this unpickling runs inside Dask distributed's message handling (a frame of a
+    ``distributed`` module on the stack; looked at only when a refusal is about to be raised)."""
+    if "distributed" not in sys.modules:
+        return False
+    f = sys._getframe(2)
+    for _ in range(64):
+        if f is None:
+            return False
+        mod = f.f_globals.get("__name__", "")
+        if mod == "distributed" or mod.startswith("distributed."):
+            return True
+        f = f.f_back
+    return False
+
+
+def _host_name() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 # --------------------------------------------------------------------------------------------

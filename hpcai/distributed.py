@@ -12,10 +12,13 @@ ignores task restrictions. So the guarantee sits where data lands:
   hold for that device's attributes there (a worker without hpcai configuration has no
   ``[site]`` attributes, so rules that require some refuse: it fails closed). The tags and
   the carried rules travel as one canonical JSON text (the *guard*, made once per tag set
-  and configuration by the sender); each process decides an arrival once per (device, guard
-  text, configuration), keyed by the guard text exactly as it arrived (so a header changed
-  in any byte is decided afresh), and never caches a refusal. The same check runs when an
-  Array is unpickled (``Array.__reduce__`` carries the rules too).
+  and configuration by the sender); each process decides an arrival for its own
+  :func:`chunk_device` once per (guard text, configuration), keyed by the guard text exactly
+  as it arrived (so a header changed in any byte is decided afresh), and never caches a
+  refusal. The same check runs when an Array is unpickled (``Array.__reduce__`` carries the
+  rules too); inside distributed's message handling (a graph the scheduler unpickles, a task
+  a worker unpickles) a refusal leaves a :class:`RefusedData` placeholder, so the task fails
+  with the refusal and no process dies.
 * **worker resources per rule**: :func:`dask_setup` (``dask worker --preload
   hpcai.distributed``) advertises ``hpcai-rule-<name>`` for every rule whose ``compute``
   expression the worker's own ``[site]`` satisfies; :func:`resources_for` gives the

@@ -93,13 +93,20 @@ def test_dependency_fetch_and_replicate_to_a_denied_worker_are_refused(cluster: 
 
 def test_covered_data_embedded_in_a_graph_fails_closed(cluster: Cluster) -> None:
     """The scheduler unpickles graphs; it has no hpcai configuration, so the carried rules refuse
-    the embedded data there: the submit fails, no worker receives it, every worker stays up."""
+    the embedded data there: a data-less placeholder takes its place, the task fails with a
+    ResidencyError naming the rule (not distributed's bare deserialization error), no worker
+    receives the data, and every process stays up."""
     c = cluster.client
     fut = c.submit(lambda a: a + 1, _personal(8), workers=[cluster.addr()["us"]], pure=False)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ResidencyError, match="gdpr-personal") as info:
         fut.result(timeout=60)
-    assert "deserializ" in str(info.value).lower() or isinstance(info.value, ResidencyError)
+    assert "refused on arrival" in str(info.value)
     _assert_never_outside_eu(cluster)
+    # the same graph sent to the EU worker fails the same way: it was refused at the scheduler
+    fut = c.submit(lambda a: a + 1, _personal(8), workers=[cluster.addr()["eu"]], pure=False)
+    with pytest.raises(ResidencyError, match="gdpr-personal"):
+        fut.result(timeout=60)
+    assert c.run_on_scheduler(lambda: 1) == 1
 
 
 def test_untagged_data_goes_anywhere(cluster: Cluster) -> None:
