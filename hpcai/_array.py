@@ -182,7 +182,7 @@ def _unpickled_by_distributed() -> bool:
     ``distributed`` module on the stack; looked at only when a refusal is about to be raised)."""
     if "distributed" not in sys.modules:
         return False
-    f = sys._getframe(2)
+    f: Any = sys._getframe(2)
     for _ in range(64):
         if f is None:
             return False

@@ -159,6 +159,7 @@ def run_explain(args: argparse.Namespace) -> int:
     for k, vs in attr_pairs.items():
         attributes[k] = vs[-1]
     pol = current_policy()
+    from ._tags import to_json
     from .residency import _as_tagset
 
     tagset = _as_tagset("hpcai policy explain", tags)
@@ -172,7 +173,7 @@ def run_explain(args: argparse.Namespace) -> int:
                     "op": d.op,
                     "effect": d.effect,
                     "rule": d.rule,
-                    "tags": {k: sorted(v) for k, v in d.tags.items()},
+                    "tags": to_json(d.tags),
                     "destination": d.destination,
                     "attributes": dict(attributes),
                     "reason": d.reason,

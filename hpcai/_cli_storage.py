@@ -103,7 +103,9 @@ def _close(cb: Any) -> None:
 
 
 def _json_tags(tags: Any) -> dict[str, list[str]]:
-    return {k: sorted(v) for k, v in (tags or {}).items()}
+    from hpcai._tags import to_json
+
+    return to_json(tags)
 
 
 def run_ls(args: argparse.Namespace) -> int:
@@ -117,7 +119,7 @@ def run_ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([
             {"url": e.url, "kind": e.kind, "size": e.size,
-             **({"tags": {k: sorted(v) for k, v in e.tags.items()}} if e.tags is not None else {})}
+             **({"tags": _json_tags(e.tags)} if e.tags is not None else {})}
             for e in entries
         ], indent=2))
         return 0
@@ -156,7 +158,7 @@ def run_tags(args: argparse.Namespace) -> int:
 
     t = tags(args.url)
     if args.json:
-        print(json.dumps({k: sorted(v) for k, v in t.items()}, indent=2))
+        print(json.dumps(_json_tags(t), indent=2))
     elif not t:
         print(f"{args.url}: untagged")
     else:

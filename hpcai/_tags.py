@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-__all__ = ["EMPTY", "TagSet", "as_mapping", "make_tags", "union"]
+__all__ = ["EMPTY", "TagSet", "as_mapping", "make_tags", "to_json", "union"]
 
 TagSet = frozenset[tuple[str, str]]
 
@@ -44,6 +44,12 @@ def make_tags(mapping: Mapping[str, object] | None, *, fname: str = "tags") -> T
     from .residency import normalize_tags  # lazy: hpcai.residency imports this module
 
     return normalize_tags(mapping, fname=fname)
+
+
+def to_json(tags: TagSet | Mapping[str, Iterable[str]] | None) -> dict[str, list[str]]:
+    """Tags (a tag set or a ``key -> values`` mapping) as JSON: ``{key: sorted values}``."""
+    m = as_mapping(tags) if isinstance(tags, frozenset) or tags is None else tags
+    return {k: sorted(v) for k, v in m.items()}
 
 
 def as_mapping(tags: TagSet | None) -> MappingProxyType[str, frozenset[str]]:

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ._array import _wrap
-from ._tags import TagSet, as_mapping
+from ._tags import TagSet, to_json
 from .errors import ConfigError, ResidencyError
 
 __all__ = [
@@ -71,8 +71,7 @@ _registered = False
 _reg_lock = threading.Lock()
 
 
-def _tags_json(tags: TagSet | None) -> dict[str, list[str]]:
-    return {k: sorted(v) for k, v in as_mapping(tags).items()}
+_tags_json = to_json
 
 
 def _tags_from(obj: Any) -> TagSet | None:

@@ -24,6 +24,7 @@ from types import MappingProxyType
 
 from hpcai import _config
 from hpcai._tags import TagSet, as_mapping, union
+from hpcai._tags import to_json as tags_to_json
 from hpcai.errors import InvalidArgumentError
 
 __all__ = ["clear", "current", "describe", "record", "taint", "untaint"]
@@ -113,7 +114,7 @@ def untaint(*, reason: str) -> MappingProxyType[str, frozenset[str]]:
         {
             "operation": "untaint",
             "op": "untag",
-            "tags": {k: sorted(v) for k, v in as_mapping(before).items()},
+            "tags": tags_to_json(before),
             "removed": {k: sorted(v) for k, v in as_mapping(before).items()},
             "bytes": 0,
             "source": ", ".join(srcs) or None,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _config, _transfer, audit
+from .._tags import to_json as tags_to_json
 from ..errors import AuditError, ResidencyError
 from ._normalize import _as_tagset
 from ._policy import (
@@ -193,7 +194,7 @@ def _record(d: Decision, *, operation: str, source: str | None, nbytes: int, dat
         {
             "operation": operation,
             "op": d.op,
-            "tags": {k: sorted(v) for k, v in d.tags.items()},
+            "tags": tags_to_json(d.tags),
             "bytes": int(nbytes),
             "source": source,
             "destination": d.destination,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _tags, _transfer, audit
 from .._array import Array, _wrap
+from .._tags import to_json as tags_to_json
 from ..errors import DTypeError, InvalidArgumentError
 from ._guards import _note_policy, _settle, current_policy
 from ._normalize import _as_tagset, normalize_tags
@@ -94,7 +95,7 @@ def untag(x: Array, key: str, *, reason: str) -> Array:
         {
             "operation": "untag",
             "op": "untag",
-            "tags": {k: sorted(v) for k, v in before.items()},
+            "tags": tags_to_json(before),
             "removed": {key: sorted(before[key])},
             "bytes": _transfer._nbytes(a._data),
             "source": a._device.spec.name,

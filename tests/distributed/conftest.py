@@ -97,6 +97,14 @@ class Cluster:
         names = {a: n for n, a in self.addr().items()}
         return {names[a]: v for a, v in self.client.run(hd.CoveredDataRecorder.seen).items()}
 
+    def assert_never_outside_eu(self, *, all_alive: bool = True) -> None:
+        """No covered value ever entered the US worker or the unconfigured one (the recorder's
+        log since the cluster started); *all_alive*: and all three workers are up."""
+        seen = self.seen()
+        assert seen["us"] == [] and seen["bare"] == [], {k: v[-2:] for k, v in seen.items()}
+        if all_alive:
+            assert sorted(self.addr()) == ["bare", "eu", "us"]  # every worker is alive
+
     def close(self) -> None:
         """End every process of the cluster at once (SIGKILL to each process group: a graceful
         close of nannies and workers takes ~8 s, and nothing of the cluster outlives the tests)."""

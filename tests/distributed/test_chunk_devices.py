@@ -108,8 +108,7 @@ def test_covered_chunks_live_on_the_eu_workers_device_only(on_cluster: Cluster) 
     hn = np.asarray(xp.untag(x, "classification", reason="test"))
     np.testing.assert_allclose(np.asarray(xp.untag(out, "classification", reason="test")),
                                ((hn * 0.5) @ hn).sum(axis=1), rtol=1e-10)
-    seen = on_cluster.seen()
-    assert seen["us"] == [] and seen["bare"] == [], seen
+    on_cluster.assert_never_outside_eu()
 
 
 def test_the_embedded_cluster_keeps_chunks_on_this_process_chunk_device(tmp_path: Path) -> None:

@@ -30,12 +30,6 @@ def _personal(n: int = 64) -> Any:
     return xp.tag(xp.reshape(xp.arange(float(n * n)), (n, n)), classification="personal")
 
 
-def _assert_never_outside_eu(c: Cluster) -> None:
-    seen = c.seen()
-    assert seen["us"] == [] and seen["bare"] == [], seen
-    assert sorted(c.addr()) == ["bare", "eu", "us"]  # every worker is alive
-
-
 def test_workers_advertise_the_rules_their_own_site_satisfies(cluster: Cluster) -> None:
     res = {w["name"]: w["resources"] for w in cluster.client.scheduler_info()["workers"].values()}
     assert res == {"eu": {"hpcai-rule-gdpr-personal": hd.RESOURCE_AMOUNT}, "us": {}, "bare": {}}
@@ -59,7 +53,7 @@ def test_a_pipeline_runs_on_allowed_workers_and_keeps_its_tags(cluster: Cluster)
     assert dict(m.tags) == {"classification": frozenset({"personal"})} and m.shape == (64, 64)
     placed = {ws for ws in c.who_has(parts).values() for ws in ws}
     assert placed == {cluster.addr()["eu"]}
-    _assert_never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()
 
 
 @pytest.mark.parametrize("worker", ["us", "bare"])
@@ -72,7 +66,7 @@ def test_scatter_to_a_denied_worker_lands_as_a_refusal(cluster: Cluster, worker:
     assert list(kind.values()) == ["RefusedData"]
     with pytest.raises(ResidencyError, match="gdpr-personal"):
         c.submit(lambda a: a + 1, f, workers=[cluster.addr()[worker]], pure=False).result(timeout=60)
-    _assert_never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()
 
 
 def test_dependency_fetch_and_replicate_to_a_denied_worker_are_refused(cluster: Cluster) -> None:
@@ -88,7 +82,7 @@ def test_dependency_fetch_and_replicate_to_a_denied_worker_are_refused(cluster: 
     names = {a: n for n, a in addr.items()}
     kinds = {names[a]: k for a, k in kinds.items()}
     assert kinds["eu"] == "Array" and kinds["us"] in ("RefusedData", None) and kinds["bare"] in ("RefusedData", None)
-    _assert_never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()
 
 
 def test_covered_data_embedded_in_a_graph_fails_closed(cluster: Cluster) -> None:
@@ -101,7 +95,7 @@ def test_covered_data_embedded_in_a_graph_fails_closed(cluster: Cluster) -> None
     with pytest.raises(ResidencyError, match="gdpr-personal") as info:
         fut.result(timeout=60)
     assert "refused on arrival" in str(info.value)
-    _assert_never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()
     # the same graph sent to the EU worker fails the same way: it was refused at the scheduler
     fut = c.submit(lambda a: a + 1, _personal(8), workers=[cluster.addr()["eu"]], pure=False)
     with pytest.raises(ResidencyError, match="gdpr-personal"):
@@ -130,4 +124,4 @@ def test_kill_9_of_the_eu_worker_mid_run_and_the_job_completes(cluster: Cluster)
     os.kill(next(iter(pids.values())), signal.SIGKILL)
     results = c.gather(slow, errors="raise")
     assert len(results) == 20 and all(dict(r.tags) == {"classification": frozenset({"personal"})} for r in results)
-    _assert_never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()

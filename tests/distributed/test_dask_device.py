@@ -64,11 +64,6 @@ def _chunk_holders(c: Cluster, x: Any) -> set[str]:
     return {names[a] for ws in xp.dask.client().who_has(futures).values() for a in ws}
 
 
-def _never_outside_eu(c: Cluster) -> None:
-    seen = c.seen()
-    assert seen["us"] == [] and seen["bare"] == [], seen
-    assert sorted(c.addr()) == ["bare", "eu", "us"]  # every worker is alive
-
 
 @pytest.mark.parametrize("fuse", [True, False], ids=["fusion-on", "fusion-off"])
 def test_a_pipeline_on_covered_data_stays_on_allowed_workers(cluster: Cluster, fuse: bool) -> None:
@@ -93,7 +88,7 @@ def test_a_pipeline_on_covered_data_stays_on_allowed_workers(cluster: Cluster, f
     for k, v in out.items():
         assert dict(v.tags) == PERSONAL and v.device == "numpy:cpu", k
         np.testing.assert_allclose(np.asarray(xp.untag(v, "classification", reason="test")), want[k], rtol=1e-12)
-    _never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()
 
 
 def test_unoptimised_graphs_and_persist_stay_on_allowed_workers(cluster: Cluster) -> None:
@@ -114,7 +109,7 @@ def test_unoptimised_graphs_and_persist_stay_on_allowed_workers(cluster: Cluster
     raw = c.compute(da.Array(p._data.dask, p._data.name, p._data.chunks, meta=p._data._meta),
                     resources=hd.resources_for(p), optimize_graph=False).result(timeout=60)
     assert dict(raw.tags) == PERSONAL
-    _never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()
 
 
 def test_raw_compute_of_the_graph_on_a_denied_worker_is_refused_there(cluster: Cluster) -> None:
@@ -128,7 +123,7 @@ def test_raw_compute_of_the_graph_on_a_denied_worker_is_refused_there(cluster: C
                         allow_other_workers=False)
         with pytest.raises(ResidencyError, match="refused on arrival|gdpr-personal"):
             fut.result(timeout=60)
-    _never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()
 
 
 def test_untagged_data_goes_to_every_worker(cluster: Cluster) -> None:
@@ -161,4 +156,4 @@ def test_a_compute_with_no_allowed_worker_gives_up_in_bounded_time(cluster: Clus
     with pytest.raises(ResidencyError, match="secret-onprem"):
         y.to_device("numpy:cpu")
     assert time.monotonic() - t0 < 15.0
-    _never_outside_eu(cluster)
+    cluster.assert_never_outside_eu()

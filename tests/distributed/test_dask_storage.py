@@ -118,11 +118,6 @@ def _records(c: Cluster, worker: str, dataset: str) -> list[dict[str, Any]]:
     return [r for r in out if r.get("dataset") == dataset]
 
 
-def _never_outside_eu(c: Cluster) -> None:
-    seen = c.seen()
-    assert seen["us"] == [] and seen["bare"] == [], seen
-    assert sorted(c.addr()) == ["bare", "eu", "us"]  # every worker is alive
-
 
 def _reader(y: Any) -> Any:
     from hpcai.storage._dask import ChunkReader
@@ -153,7 +148,7 @@ def test_load_reads_the_chunks_on_the_allowed_worker(on_cluster: Cluster, endpoi
     np.testing.assert_allclose(np.asarray(xp.untag(z.to_device("numpy:cpu"), "classification", reason="t")), hn)
     seen = on_cluster.seen()
     assert seen["eu"]  # the chunks were read (and computed on) there
-    _never_outside_eu(on_cluster)
+    on_cluster.assert_never_outside_eu()
     # the EU worker decided for its own site once per (dataset version, tags, policy), not per chunk
     recs = [r for r in _records(on_cluster, "eu", url) if r["operation"] == "dask-load"]
     assert recs and all(r["decision"] == "allow" for r in recs)
@@ -178,7 +173,7 @@ def test_a_denied_worker_asked_to_read_refuses_and_stays_alive(on_cluster: Clust
     ok = c.submit(reader, (slice(0, 8), slice(0, 8)), workers=[addr["eu"]], allow_other_workers=False, pure=False)
     r = ok.result(timeout=60)
     assert isinstance(r, xp.Array) and dict(r.tags) == PERSONAL and r.shape == (8, 8)
-    _never_outside_eu(on_cluster)
+    on_cluster.assert_never_outside_eu()
 
 
 def test_the_graph_holds_no_credentials(on_cluster: Cluster) -> None:
@@ -193,7 +188,7 @@ def test_the_graph_holds_no_credentials(on_cluster: Cluster) -> None:
     # each worker resolved its own credentials from its own environment (moto accepts any)
     r = (y + 0.0).to_device("numpy:cpu")
     np.testing.assert_allclose(np.asarray(xp.untag(r, "classification", reason="test")), np.asarray(h))
-    _never_outside_eu(on_cluster)
+    on_cluster.assert_never_outside_eu()
 
 
 def test_load_refuses_before_any_task_when_no_worker_may_read(on_cluster: Cluster) -> None:
@@ -232,7 +227,7 @@ def test_save_from_the_dask_device_round_trips_and_publishes_one_version(on_clus
     # and read back onto the dask device: a full round trip on the workers
     r = xp.max(xp.abs(st.load(url, device="dask") - d * 2.0)).to_device("numpy:cpu")
     assert float(xp.untag(r, "classification", reason="t")) == 0.0
-    _never_outside_eu(on_cluster)
+    on_cluster.assert_never_outside_eu()
 
 
 def test_a_failing_chunk_write_publishes_nothing(on_cluster: Cluster) -> None:
@@ -259,7 +254,7 @@ def test_a_failing_chunk_write_publishes_nothing(on_cluster: Cluster) -> None:
         st.save(bad, "hpcai://eu/write/never.zarr", chunks=(4,))
     fs = st.filesystem("eu")
     assert not fs.exists("write/never.zarr/zarr.json") and _versions("eu", "write/never.zarr") == []
-    _never_outside_eu(on_cluster)
+    on_cluster.assert_never_outside_eu()
 
 
 # -- the embedded cluster -------------------------------------------------------------------------

@@ -42,10 +42,6 @@ def _close_the_client(cluster: Any) -> Iterator[None]:
     xp.dask.close()
 
 
-def _never_outside_eu(cluster: Any) -> None:
-    seen = cluster.seen()
-    assert seen["us"] == [] and seen["bare"] == [], {k: v[-2:] for k, v in seen.items()}
-
 
 def _running_again(c: Any, address: str) -> None:
     deadline = time.time() + 30
@@ -75,7 +71,7 @@ def test_a_raw_compute_without_resources_stays_on_allowed_workers(cluster: Any) 
     c = xp.dask.client()
     out = c.compute(da.Array(g.dask, g.name, g.chunks, meta=g._meta)).result(timeout=60)
     assert dict(out.tags) == PERSONAL and out.shape == (64, 64)
-    _never_outside_eu(cluster)
+    cluster.assert_never_outside_eu(all_alive=False)
 
 
 def test_forced_work_stealing_moves_no_covered_task(cluster: Any) -> None:
@@ -89,7 +85,7 @@ def test_forced_work_stealing_moves_no_covered_task(cluster: Any) -> None:
         time.sleep(0.02)
     out = fut.result(timeout=60)
     assert dict(out.tags) == PERSONAL
-    _never_outside_eu(cluster)
+    cluster.assert_never_outside_eu(all_alive=False)
 
 
 def test_retiring_the_only_allowed_worker_is_refused_naming_the_rule(cluster: Any) -> None:
@@ -110,4 +106,4 @@ def test_retiring_the_only_allowed_worker_is_refused_naming_the_rule(cluster: An
     assert "eu" in cluster.addr()  # still there, still holding the data
     r = d.to_device("numpy:cpu")
     assert dict(r.tags) == PERSONAL and float(xp.sum(r)) == pytest.approx(3.0 * sum(range(256)) / 100.0)
-    _never_outside_eu(cluster)
+    cluster.assert_never_outside_eu(all_alive=False)
