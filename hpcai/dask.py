@@ -59,8 +59,8 @@ def _validate_dask(value: Any, where: str, key: str) -> dict[str, Any]:
         dk = f"{key}.{k}"
         if k not in _KEYS:
             raise ConfigError(f"{where}: unknown key {dk}; expected one of: {', '.join(sorted(_KEYS))}")
-        if k in ("scheduler", "chunk_device"):
-            if not isinstance(v, str) or not v.strip() or (k == "chunk_device" and v.strip() == "dask"):
+        if k in ("scheduler", "chunk_device"):  # (a chunk device is resolved where it is used)
+            if not isinstance(v, str) or not v.strip():
                 raise ConfigError(f"{where}: {dk} must be {_KEYS[k]}, got {v!r}")
         elif k == "chunk_size":
             if _config.parse_size(v, where=where, key=dk) <= 0:

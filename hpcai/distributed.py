@@ -144,8 +144,11 @@ def chunk_device() -> Any:
         raise ConfigError(
             f"[dask] chunk_device = {name!r}: this process ({_HOST}) has no such device ({exc})"
         ) from None
-    if dev.spec.backend == "dask":
-        raise ConfigError("[dask] chunk_device cannot be the dask device itself")
+    if dev._backend.places_by_tags:  # (the dask device: it distributes, it does not hold)
+        raise ConfigError(
+            f"[dask] chunk_device = {name!r}: a device that places data across processes by "
+            "itself cannot hold this process's chunks; name a local device such as 'numpy:cpu'"
+        )
     with _cache_lock:
         if generation == _generation:
             _chunk_dev = dev
