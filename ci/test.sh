@@ -38,6 +38,7 @@ echo "== ruff"
 echo "== mypy (against the installed package)"
 (cd "$work" && "$venv/bin/mypy" --config-file "$root/pyproject.toml" -p hpcai)
 export XLA_FLAGS="--xla_force_host_platform_device_count=4"
+export HYPOTHESIS_PROFILE=ci  # derandomized property tests (tests/conftest.py)
 # The conformance suite runs beside pytest (its output is printed, and its status counted, at the
 # end): pytest keeps one core busy about half the time (subprocess clusters, servers, I/O),
 # and the suite is single-threaded. The suite disables hypothesis deadlines, so sharing the

@@ -13,8 +13,15 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 import hpcai as xp
+
+# Property tests explore new random examples in every local run; CI (ci/test.sh sets
+# HYPOTHESIS_PROFILE=ci) runs the same derandomized examples every time, so a run's result
+# depends on the change alone. Loaded before any test module builds its own settings.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def _device_names() -> list[str]:
