@@ -570,15 +570,21 @@ def _leaves(value: Any) -> list[Any]:
 
 async def dask_setup(worker: Any) -> None:
     """``dask worker --preload hpcai.distributed``: register the serializer and advertise this
-    worker's rule resources, computed from its own configuration. A ``[dask] chunk_device``
-    this process lacks stops the worker here, naming it."""
+    worker's rule resources, computed from its own configuration. A configuration this process
+    cannot use (an invalid ``HPCAI_CONFIG``, a ``[dask] chunk_device`` it lacks) stops the
+    worker here, naming the problem: distributed logs a preload's exception and starts the
+    worker anyway, and such a worker would join and refuse every chunk sent to it."""
     register()
-    dev = chunk_device()
+    try:
+        dev = chunk_device()
+        res = worker_resources()
+    except ConfigError as exc:
+        logger.critical("hpcai: this worker cannot start: %s", exc)
+        raise SystemExit(f"hpcai: this worker cannot start: {exc}") from None
     logger.info("hpcai: chunks on this worker live on %s", dev)
     from . import spill
 
     spill.install(worker)  # spilling covered data to this worker's disk is a store decision
-    res = worker_resources()
     if not res:
         return
     # A preload runs before the worker registers: its resources go with the registration.

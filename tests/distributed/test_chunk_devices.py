@@ -159,3 +159,34 @@ def test_a_chunk_device_this_process_lacks_is_named() -> None:
         hd.chunk_device()
     with pytest.raises(ConfigError, match="chunk_device"):
         xp.configure(data={"dask": {"chunk_device": 3}})
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ('[dask]\nchunk_device = "jax:cpu:9"\n', "[dask] chunk_device = 'jax:cpu:9'"),
+    ("[policy\n", "invalid TOML"),
+], ids=["missing-chunk-device", "invalid-config"])
+def test_a_worker_that_cannot_use_its_configuration_does_not_start(
+    cluster: Cluster, tmp_path: Path, toml: str, message: str
+) -> None:
+    """The preload reads the worker's configuration before it registers: a chunk device the
+    worker lacks, or an invalid configuration, stops it, naming the problem. (distributed logs a preload's exception and starts the
+    worker anyway: such a worker would join and refuse every chunk sent to it.)"""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(cluster.sites["eu"] + cluster.rules + toml)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCAI_")}
+    env.update(HPCAI_CONFIG=str(cfg), HPCAI_STATE_DIR=str(tmp_path / "state"),
+               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    before = sorted(cluster.addr())
+    out = subprocess.run(
+        [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(cluster.sched),
+         "--name", "bad", "--nthreads", "1", "--preload", "hpcai.distributed", "--no-dashboard",
+         "--host", "127.0.0.1"],  # with its nanny, as `dask worker` starts by default
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert out.returncode != 0
+    assert "hpcai: this worker cannot start: " in out.stderr and message in out.stderr, out.stderr[-2000:]
+    assert sorted(cluster.addr()) == before  # it never joined
