@@ -5,6 +5,7 @@ started with ``--preload hpcai.distributed`` and recording the covered data it h
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -105,6 +106,17 @@ class Cluster:
         if all_alive:
             assert sorted(self.addr()) == ["bare", "eu", "us"]  # every worker is alive
 
+    def configure_eu_client(self, tmp_path: Path, extra: str = "", *, timeout: float = 3) -> None:
+        """This process becomes the EU client of the cluster: the EU site, the workers' rules
+        plus *extra* TOML of its own, an audit log in *tmp_path*, and the dask device connected
+        to this cluster's scheduler (waiting up to *timeout* seconds for an allowed worker)."""
+        import tomllib
+
+        address = json.loads(self.sched.read_text())["address"]
+        data = tomllib.loads(SITES["eu"] + RULES + extra)
+        xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")},
+                           "dask": {"scheduler": address, "timeout": timeout}})
+
     def close(self) -> None:
         """End every process of the cluster at once (SIGKILL to each process group: a graceful
         close of nannies and workers takes ~8 s, and nothing of the cluster outlives the tests)."""
@@ -148,6 +160,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_extra: str | Mappi
     try:
         yield c
     finally:
+        xp.dask.close()  # the dask device's client (if a test connected it) before the cluster
         c.close()
 
 

@@ -7,9 +7,8 @@ on this process's chunk device; and a chunk device is decided like any device.""
 
 from __future__ import annotations
 
-import json
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,19 +40,11 @@ def cluster_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def on_cluster(cluster: Cluster, tmp_path: Path) -> Iterator[Cluster]:
+def on_cluster(cluster: Cluster, tmp_path: Path) -> Cluster:
     """This process is the EU client of the cluster (its chunks: numpy:cpu)."""
-    address = json.loads(cluster.sched.read_text())["address"]
-    data = tomllib.loads(cluster.sites["eu"] + cluster.rules)
-    xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")},
-                       "dask": {"scheduler": address, "timeout": 3}})
-    yield cluster
+    cluster.configure_eu_client(tmp_path)
+    return cluster
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_the_client(cluster: Cluster) -> Iterator[None]:
-    yield
-    xp.dask.close()
 
 
 def _held_devices_fn() -> Any:

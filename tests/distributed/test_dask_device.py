@@ -7,10 +7,7 @@ rule."""
 
 from __future__ import annotations
 
-import json
 import time
-import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,19 +36,10 @@ PERSONAL = {"classification": frozenset({"personal"})}
 
 
 @pytest.fixture(autouse=True)
-def _eu_on_the_cluster(cluster: Cluster, tmp_path: Path) -> Iterator[None]:
+def _eu_on_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
     """This process is the EU client of the cluster, under the workers' rules plus one of its own."""
-    address = json.loads(cluster.sched.read_text())["address"]
-    data = tomllib.loads(cluster.sites["eu"] + cluster.rules + CLIENT_ONLY)
-    xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")},
-                       "dask": {"scheduler": address, "timeout": 3}})
-    yield
+    cluster.configure_eu_client(tmp_path, CLIENT_ONLY)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_the_client(cluster: Cluster) -> Iterator[None]:
-    yield
-    xp.dask.close()
 
 
 def _host(n: int = 64) -> Any:

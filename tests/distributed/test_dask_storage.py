@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,12 +84,6 @@ def cluster_env() -> dict[str, str]:
     return {KEY_ENV: "worker-key", SECRET_ENV: WORKER_SECRET}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _close_dask_device(cluster: Cluster) -> Iterator[None]:
-    """The dask device's client closes before the cluster does."""
-    yield
-    xp.dask.close()
-
 
 @pytest.fixture
 def on_cluster(cluster: Cluster, s3: Any, storage_root: Path, tmp_path: Path,
@@ -99,10 +92,7 @@ def on_cluster(cluster: Cluster, s3: Any, storage_root: Path, tmp_path: Path,
     the same endpoints and S3 credentials of its own."""
     monkeypatch.setenv(KEY_ENV, "client-key")
     monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
-    address = json.loads(cluster.sched.read_text())["address"]
-    data = tomllib.loads(cluster.sites["eu"] + cluster.rules + CLIENT_ONLY + _endpoints(storage_root, s3.url))
-    xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")},
-                       "dask": {"scheduler": address, "timeout": 3}})
+    cluster.configure_eu_client(tmp_path, CLIENT_ONLY + _endpoints(storage_root, s3.url))
     return cluster
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +26,9 @@ PERSONAL = {"classification": frozenset({"personal"})}
 
 
 @pytest.fixture(autouse=True)
-def _eu_on_the_cluster(cluster: Any, tmp_path: Path) -> Iterator[None]:
-    address = json.loads(cluster.sched.read_text())["address"]
-    data = tomllib.loads(cluster.sites["eu"] + cluster.rules)
-    xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")},
-                       "dask": {"scheduler": address, "timeout": 5}})
-    yield
+def _eu_on_the_cluster(cluster: Any, tmp_path: Path) -> None:
+    cluster.configure_eu_client(tmp_path, timeout=5)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_the_client(cluster: Any) -> Iterator[None]:
-    yield
-    xp.dask.close()
 
 
 

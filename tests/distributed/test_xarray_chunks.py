@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +39,9 @@ def cluster_extra(onprem_endpoint: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _eu_client(cluster: Any, onprem_endpoint: str, tmp_path: Path) -> Iterator[None]:
-    address = json.loads(cluster.sched.read_text())["address"]
-    data = tomllib.loads(cluster.sites["eu"] + cluster.rules + CLIENT_ONLY + onprem_endpoint)
-    xp.configure(data={**data, "audit": {"path": str(tmp_path / "audit.jsonl")},
-                       "dask": {"scheduler": address, "timeout": 3}})
-    yield
+def _eu_client(cluster: Any, onprem_endpoint: str, tmp_path: Path) -> None:
+    cluster.configure_eu_client(tmp_path, CLIENT_ONLY + onprem_endpoint)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_the_client(cluster: Any) -> Iterator[None]:
-    yield
-    xp.dask.close()
 
 
 def _covered_elsewhere(cluster: Any) -> dict[str, list[Any]]:
