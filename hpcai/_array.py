@@ -169,9 +169,10 @@ def _rebuild(host: np.ndarray, device: str, tags: TagSet | None, carried: dict[s
         # raising here would surface as a bare "error during deserialization of the task graph"
         # (or kill a worker). A data-less placeholder lands instead; the task that uses it fails
         # with this refusal, naming the rule, and every process stays up.
-        from .distributed import RefusedData, _tags_json
+        from ._tags import to_json
+        from .distributed import _HOST, RefusedData
 
-        return RefusedData(str(exc), _tags_json(tags), _host_name())  # type: ignore[return-value]
+        return RefusedData(str(exc), to_json(tags), _HOST)  # type: ignore[return-value]
     if dev.is_host:
         return _wrap(host, dev, tags)
     return _wrap(dev._backend.from_host(host, dev, copy=True), dev, tags)
@@ -191,12 +192,6 @@ def _unpickled_by_distributed() -> bool:
             return True
         f = f.f_back
     return False
-
-
-def _host_name() -> str:
-    import socket
-
-    return socket.gethostname()
 
 
 # --------------------------------------------------------------------------------------------

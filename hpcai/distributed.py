@@ -71,9 +71,6 @@ _registered = False
 _reg_lock = threading.Lock()
 
 
-_tags_json = to_json
-
-
 def _tags_from(obj: Any) -> TagSet | None:
     from ._tags import make_tags
 
@@ -197,7 +194,7 @@ def _guard_text(tags: TagSet | None) -> str:
 
         generation = _generation
         g = json.dumps(
-            {"tags": _tags_json(tags), "carried": carried_rules(tags)},
+            {"tags": to_json(tags), "carried": carried_rules(tags)},
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -251,7 +248,7 @@ def _decide_arrival(header: Mapping[str, Any], nbytes: int) -> tuple[Any, TagSet
 
 def _refused(header: Mapping[str, Any], exc: ResidencyError | ConfigError) -> RefusedData:
     try:
-        tags = _tags_json(_parse_guard(header.get("guard"))[0])
+        tags = to_json(_parse_guard(header.get("guard"))[0])
     except ResidencyError:
         tags = {}
     return RefusedData(str(exc), tags, _HOST)
@@ -541,7 +538,7 @@ class _Recording(MutableMapping[Any, Any]):
 
         for v in _leaves(value):
             if isinstance(v, Array) and v._tags:
-                CoveredDataRecorder._seen.append((str(key), _tags_json(v._tags)))
+                CoveredDataRecorder._seen.append((str(key), to_json(v._tags)))
         self.inner[key] = value
 
     def __getitem__(self, key: Any) -> Any:
