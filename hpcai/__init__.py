@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 import math as _math
 
-from . import audit, dask, energy, errors, fft, linalg, precision, residency, special
+from . import audit, dask, energy, errors, fft, lib, linalg, precision, residency, special
 from ._advisor import Advice, advise, run
 from ._array import Array
 from ._config import configure, get_config
@@ -82,6 +82,7 @@ __all__ = sorted(
         "fft",
         "get_config",
         "inf",
+        "lib",
         "linalg",
         "special",
         "nan",

@@ -19,9 +19,7 @@ import numpy as np
 
 from . import _memory, _tags, _transfer
 from ._device import Device, resolve_device
-from ._dtypes import _PUBLIC as _PUBLIC_DTYPES
 from ._dtypes import DType
-from ._dtypes import public as _public_dtype
 from .errors import (
     ArrayIndexError,
     AxisError,
@@ -98,6 +96,31 @@ def _mismatch(fname: str, a: Device, b: Device) -> DeviceMismatchError:
         f"{fname}: operands live on different devices ({a} and {b}); hpcai never moves data "
         f"implicitly. Move one explicitly, e.g. `y = y.to_device(\"{a}\")`, then retry."
     )
+
+
+def _weak_on(fname: str, v: Array, dev: Device) -> Array:
+    """*v* on *dev* if it is a weak scalar; else the device-mismatch error is raised.
+
+    A **weak scalar** is a 0-d untagged Array that ``xp.asarray`` made from a Python or
+    NumPy scalar without a ``device=`` argument, on a host-memory default device (what
+    libraries such as xarray do with a fill value: ``xp.asarray(np.nan)``). It joins an
+    operation on any device the way the Python scalar it was made from would: its value is
+    program text, not data with a location, so this is not a transfer and is not recorded
+    by ``xp.transfers()``. Any operation's result is an ordinary Array; an Array made with
+    ``device=`` or ``tags=``, or from data, never is a weak scalar.
+    """
+    if getattr(v, "_weak", False) and v._tags is None and v._device._host:
+        return _wrap(dev._backend.from_host(v._data, dev, copy=True), dev, None)
+    raise _mismatch(fname, dev, v._device)
+
+
+def _weak_pair(fname: str, a: Array, b: Array) -> tuple[Array, Array]:
+    """Two Arrays on different devices, brought together when one is a weak scalar."""
+    if getattr(b, "_weak", False):
+        return a, _weak_on(fname, b, a._device)
+    if getattr(a, "_weak", False):
+        return _weak_on(fname, a, b._device), b
+    raise _mismatch(fname, a._device, b._device)
 
 
 def _foreign(fname: str, obj: object, device: Device) -> ForeignArrayError:
@@ -207,11 +230,13 @@ class Array:
     Device('numpy:cpu')
     """
 
-    __slots__ = ("__weakref__", "_data", "_device", "_tags")
+    # ``_weak`` is set (True) only on a weak scalar: see :func:`_weak_pair`.
+    __slots__ = ("__weakref__", "_data", "_device", "_tags", "_weak")
 
     _data: Any
     _device: Device
     _tags: TagSet | None
+    _weak: bool
 
     # Make NumPy defer to our reflected operators instead of converting us.
     __array_ufunc__ = None
@@ -226,11 +251,8 @@ class Array:
     # -- attributes ------------------------------------------------------------------------
     @property
     def dtype(self) -> DType:
-        """The data type, an hpcai :class:`~hpcai.DType` (``x.dtype == xp.float64``)."""
-        try:
-            return _PUBLIC_DTYPES[self._data.dtype]
-        except KeyError:
-            return _public_dtype(self._data.dtype)
+        """The data type, a NumPy ``dtype`` (``x.dtype == xp.float64``)."""
+        return self._data.dtype  # type: ignore[no-any-return]
 
     @property
     def device(self) -> Device:
@@ -311,7 +333,7 @@ class Array:
     def _binop(self, other: Any, op: Callable[[Any, Any], Any], fname: str) -> Array:
         if other.__class__ is Array:
             if other._device is not self._device:
-                raise _mismatch(fname, self._device, other._device)
+                self, other = _weak_pair(fname, self, other)
             o = other._data
             t = _tags.union(self._tags, other._tags)
         else:
@@ -338,7 +360,7 @@ class Array:
     def _ibinop(self, other: Any, op: Callable[[Any, Any], Any], fname: str) -> Array:
         if other.__class__ is Array:
             if other._device is not self._device:
-                raise _mismatch(fname, self._device, other._device)
+                other = _weak_on(fname, other, self._device)
             o = other._data
             t = _tags.union(self._tags, other._tags)
         else:
@@ -708,6 +730,22 @@ class Array:
         return int(self._scalar(operator.index, "__index__"))
 
     # -- export -----------------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for attributes an Array lacks. NumPy ndarray methods (``ravel``,
+        # ``tobytes``, ``view``, ...) that code written for NumPy calls get an error that says
+        # what to do instead; it is still an AttributeError, so ``hasattr`` answers False.
+        if name.startswith("_") or name not in _NDARRAY_ONLY:
+            raise AttributeError(f"'hpcai.Array' object has no attribute {name!r}")
+        raise AttributeError(
+            f"'hpcai.Array' object has no attribute {name!r}: it is a NumPy ndarray method, and hpcai "
+            "arrays follow the Array API standard (use the namespace's functions, e.g. xp.reshape). Code "
+            "that needs a NumPy array cannot take hpcai arrays without an explicit export: "
+            "x.to_device(\"numpy:cpu\") then np.asarray(x) (a decided, audited export of tagged data). "
+            "To write an xarray Dataset of hpcai arrays (ds.to_zarr/to_netcdf hand the arrays to "
+            'NumPy-only writers), use hpcai.storage.save_dataset(ds, "hpcai://<endpoint>/<path>"), which '
+            "stores each variable's tags (see docs/xarray.md)"
+        )
+
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """NumPy conversion, for arrays in host memory only (other devices need an explicit ``to_device``)."""
         dev = self._device
@@ -838,7 +876,7 @@ def {name}(self, other, /):
     if other.__class__ is Array:
         dev = self._device
         if other._device is not dev:
-            raise _mismatch("{name}", dev, other._device)
+            return self._binop(other, op, "{name}")
         t = self._tags
         ot = other._tags
         if ot is not None and ot is not t:
@@ -878,3 +916,6 @@ def _install_fast_binary_operators() -> None:
 
 
 _install_fast_binary_operators()
+
+#: ndarray attributes an Array does not have (for :meth:`Array.__getattr__`'s message).
+_NDARRAY_ONLY = frozenset(n for n in dir(np.ndarray) if not n.startswith("_")) - frozenset(dir(Array))

@@ -214,7 +214,10 @@ def asarray(
             data = dev._backend.from_host(host, dev, copy=True)
     except Exception as exc:
         raise _translate("xp.asarray", exc) from None
-    return _wrap(data, dev, new_tags)
+    out = _wrap(data, dev, new_tags)
+    if device is None and new_tags is None and dev._host and isinstance(obj, (*_SCALARS, np.generic)):
+        out._weak = True  # a weak scalar: joins operations on any device like the scalar itself
+    return out
 
 
 def _arrays_in(seq: list[Any] | tuple[Any, ...], out: list[Array]) -> list[Array]:

@@ -26,7 +26,6 @@ from ._dtypes import (
     _real_floating_dtypes,
     _signed_integer_dtypes,
     _unsigned_integer_dtypes,
-    public,
 )
 from ._helpers import as_array, device_default_dtype, normalize_dtype, same_device
 from ._transfer import move
@@ -77,8 +76,6 @@ def _dtype_of(fname: str, obj: Any, argname: str) -> tuple[DType, Device | None]
     """The dtype of an Array or a dtype argument, and the Array's device (else None)."""
     if obj.__class__ is Array:
         return obj._data.dtype, obj._device  # type: ignore[no-any-return]
-    if obj.__class__ is _DType:
-        return obj._np, None
     if isinstance(obj, np.dtype):
         return obj, None
     if isinstance(obj, _SCALARS) or obj is None:
@@ -180,7 +177,10 @@ def _cast(x: Array, dt: DType, copy: bool) -> Array:
         data = dev._ns.astype(x._data, dt, copy=copy)
     except Exception as exc:
         raise _translate("xp.astype", exc) from None
-    return _wrap(data, dev, x._tags)
+    out = _wrap(data, dev, x._tags)
+    if not data.shape and getattr(x, "_weak", False):
+        out._weak = True  # a cast weak scalar is still the program's constant
+    return out
 
 
 def can_cast(from_: Array | Any, to: Any, /) -> bool:
@@ -234,7 +234,7 @@ def finfo(type: Array | Any, /) -> finfo_object:
 
     >>> import hpcai as xp
     >>> xp.finfo(xp.float32).bits, xp.finfo(xp.complex128).dtype
-    (32, hpcai.float64)
+    (32, dtype('float64'))
     """
     dt, _ = _dtype_of("finfo", type, "type")
     if dt.kind not in "fc" and dt.name not in _EXT_REAL_FLOATING:
@@ -254,7 +254,7 @@ def finfo(type: Array | Any, /) -> finfo_object:
         max=float(fi.max),
         min=float(fi.min),
         smallest_normal=float(fi.smallest_normal),
-        dtype=public(np.dtype(fi.dtype)),
+        dtype=np.dtype(fi.dtype),
     )
 
 
@@ -269,7 +269,7 @@ def iinfo(type: Array | Any, /) -> iinfo_object:
     if dt not in _integer_dtypes:
         raise DTypeError(f"xp.iinfo: needs an integer dtype, got {dt}; use xp.finfo for floating point")
     ii = np.iinfo(dt)
-    return iinfo_object(bits=int(ii.bits), max=int(ii.max), min=int(ii.min), dtype=public(dt))
+    return iinfo_object(bits=int(ii.bits), max=int(ii.max), min=int(ii.min), dtype=dt)
 
 
 def _is_kind(dt: DType, kind: str) -> bool:
@@ -317,8 +317,6 @@ def isdtype(dtype: Any, kind: Any) -> bool:
 def _isdtype_one(dt: DType, kind: Any) -> bool:
     if isinstance(kind, str):
         return _is_kind(dt, kind)
-    if kind.__class__ is _DType:
-        return dt == kind._np  # type: ignore[no-any-return]
     if isinstance(kind, np.dtype):
         return dt == kind
     if kind.__class__ is Array or kind is None or isinstance(kind, (tuple, *_SCALARS)):
@@ -337,7 +335,7 @@ def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) 
 
     >>> import hpcai as xp
     >>> xp.result_type(xp.int8, xp.uint8), xp.result_type(xp.float32, 1.0)
-    (hpcai.int16, hpcai.float32)
+    (dtype('int16'), dtype('float32'))
     """
     arrays: list[Array] = []
     dtypes: list[DType] = []
@@ -367,7 +365,7 @@ def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) 
         out = _scalar_promote(out, s, default_float)
     if dev is not None and not device_supports(dev, out):
         raise _unsupported("result_type", dev, out)
-    return public(out)
+    return out
 
 
 def _scalar_promote(dt: DType, s: bool | int | float | complex, default_float: DType) -> DType:

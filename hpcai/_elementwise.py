@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _tags
-from ._array import _INT64_MAX, Array, _mismatch, _translate, _wide_int, _wrap
+from ._array import _INT64_MAX, Array, _translate, _weak_on, _wide_int, _wrap
 from ._dtypes import (
     _all_dtypes,
     _boolean_dtypes,
@@ -367,7 +367,7 @@ def _clip_bound(name: str, bound: Any, x: Array, tags: TagSet | None) -> tuple[A
     dt = x._data.dtype
     if bound.__class__ is Array:
         if bound._device is not x._device:
-            raise _mismatch("xp.clip", x._device, bound._device)
+            bound = _weak_on("xp.clip", bound, x._device)
         v = bound._data
         if v.dtype != dt:
             if v.dtype not in _REAL_NUMERIC:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from . import _tags
-from ._array import _INT64_MAX, Array, _foreign, _mismatch, _translate, _wide_int, _wrap
+from ._array import _INT64_MAX, Array, _foreign, _mismatch, _translate, _weak_pair, _wide_int, _wrap
 from ._device import Device, resolve_device
-from ._dtypes import DTYPES_BY_NAME, GROUP_NAMES, DType
+from ._dtypes import DTYPES_BY_NAME, GROUP_NAMES
 from ._tags import TagSet
 from .errors import DTypeError
 
@@ -56,8 +56,6 @@ def normalize_dtype(fname: str, dtype: Any) -> Any:
     """The NumPy dtype of an hpcai DType, a NumPy dtype or a name; ``None`` passes through."""
     if dtype is None:
         return None
-    if dtype.__class__ is DType:
-        return dtype._np
     if isinstance(dtype, np.dtype):
         return dtype
     if isinstance(dtype, str) and dtype in DTYPES_BY_NAME:
@@ -135,9 +133,9 @@ def binary_operands(
     c1 = x1.__class__ is Array
     c2 = x2.__class__ is Array
     if c1 and c2:
+        if x2._device is not x1._device:
+            x1, x2 = _weak_pair(f"xp.{fname}", x1, x2)
         dev = x1._device
-        if x2._device is not dev:
-            raise _mismatch(f"xp.{fname}", dev, x2._device)
         if group is not None:
             if x1._data.dtype not in group:
                 check_dtype(fname, x1, group, "x1")

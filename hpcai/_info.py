@@ -13,7 +13,7 @@ import numpy as np
 from . import _dtypes
 from ._device import Device, DeviceLike, all_devices, resolve_device
 from ._device import default_device as _default_device
-from ._dtypes import DType, public
+from ._dtypes import DType
 from ._helpers import device_default_dtype
 from .errors import DTypeError, InvalidArgumentError
 
@@ -42,7 +42,7 @@ class Info:
     >>> import hpcai as xp
     >>> info = xp.__array_namespace_info__()
     >>> info.default_dtypes(device="numpy:cpu")["real floating"]
-    hpcai.float64
+    dtype('float64')
     """
 
     __slots__ = ()
@@ -63,10 +63,10 @@ class Info:
         """Default dtypes of *device* (float32/complex64 on a device without FP64)."""
         dev = resolve_device(device)
         return {
-            "real floating": public(device_default_dtype(dev, "real floating")),
-            "complex floating": public(device_default_dtype(dev, "complex floating")),
-            "integral": public(device_default_dtype(dev, "integral")),
-            "indexing": public(device_default_dtype(dev, "indexing")),
+            "real floating": device_default_dtype(dev, "real floating"),
+            "complex floating": device_default_dtype(dev, "complex floating"),
+            "integral": device_default_dtype(dev, "integral"),
+            "indexing": device_default_dtype(dev, "indexing"),
         }
 
     def dtypes(
@@ -87,7 +87,7 @@ class Info:
             kinds = frozenset().union(*(_kind_letters(k) for k in kind))
         else:
             raise DTypeError(f"dtypes: kind must be a kind name or a tuple of them, got {kind!r:.60}")
-        return {d.name: public(d) for d in _STANDARD if d.kind in kinds and device_supports(dev, d)}
+        return {d.name: d for d in _STANDARD if d.kind in kinds and device_supports(dev, d)}
 
     def __repr__(self) -> str:
         return "<hpcai array namespace info>"

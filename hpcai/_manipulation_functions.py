@@ -30,6 +30,7 @@ __all__ = [
     "repeat",
     "reshape",
     "roll",
+    "sliding_window_view",
     "squeeze",
     "stack",
     "tile",
@@ -253,6 +254,74 @@ def pad(
         raise InvalidArgumentError(f"xp.pad: pad_width must be non-negative, got {pad_width!r}")
     options = {k: _pad_scalars(k, v) for k, v in kwargs.items() if v is not None}
     return _apply("pad", x, widths, mode=mode, **options)
+
+
+def sliding_window_view(
+    x: Array, /, window_shape: int | Sequence[int], axis: int | Sequence[int] | None = None
+) -> Array:
+    """Every window of *window_shape* along *axis* (an extension; NumPy's ``sliding_window_view``).
+
+    The windowed axes shrink to ``n - w + 1`` and one axis of length ``w`` per window is
+    appended, as in NumPy (an axis may repeat). On host-memory NumPy devices the result is a
+    read-only view; elsewhere (JAX, CuPy, emulated accelerators without NumPy's strides) it is
+    gathered with ``take`` on the device, so it costs ``w`` times the memory. It stays on
+    *x*'s device with *x*'s tags; xarray's ``rolling`` uses it as
+    ``xp.lib.stride_tricks.sliding_window_view``.
+
+    >>> import hpcai as xp
+    >>> w = xp.lib.stride_tricks.sliding_window_view(xp.arange(5), 3)
+    >>> w.shape, xp.sum(w, axis=1)
+    ((3, 3), Array([3, 6, 9], dtype=int64, device='numpy:cpu'))
+    """
+    fname = "sliding_window_view"
+    x = as_array(fname, x)
+    windows = _ints(fname, "window_shape", window_shape)
+    if axis is None:
+        axes = tuple(range(x.ndim))
+        if len(windows) != x.ndim:
+            raise InvalidArgumentError(
+                f"xp.{fname}: window_shape {tuple(windows)} must have one entry per axis of the "
+                f"{x.ndim}-d input when axis is None; pass axis= for fewer"
+            )
+    else:
+        axes = tuple(_axis(fname, a, x.ndim) for a in _ints(fname, "axis", axis))
+        if len(axes) != len(windows):
+            raise InvalidArgumentError(
+                f"xp.{fname}: window_shape {tuple(windows)} and axis {tuple(axes)} must have the same length"
+            )
+    shape = list(x.shape)
+    for ax, w in zip(axes, windows):
+        if w < 0:
+            raise InvalidArgumentError(f"xp.{fname}: window_shape cannot hold negative values, got {tuple(windows)}")
+        if shape[ax] is None or w > shape[ax]:
+            raise InvalidArgumentError(
+                f"xp.{fname}: a window of {w} does not fit axis {ax} of length {shape[ax]} (shape {x.shape})"
+            )
+        shape[ax] -= w - 1
+    dev = x._device
+    ns = dev._ns
+    native = x._data
+    try:
+        if dev.is_host and isinstance(native, np.ndarray):
+            r = np.lib.stride_tricks.sliding_window_view(native, tuple(windows), axis=axes)
+        else:
+            try:
+                take, reshape, moveaxis = ns.take, ns.reshape, ns.moveaxis
+            except Exception:
+                raise InvalidArgumentError(
+                    f"xp.{fname}: not supported on {dev} (its namespace has no take); "
+                    'compute first with x.to_device("numpy:cpu")'
+                ) from None
+            r = native
+            for ax, w in zip(axes, windows):
+                m = r.shape[ax] - w + 1
+                index = (np.arange(m)[:, None] + np.arange(w)[None, :]).reshape(-1)
+                r = take(r, dev._backend.from_host(index, dev, copy=True), axis=ax)
+                r = reshape(r, (*r.shape[:ax], m, w, *r.shape[ax + 1 :]))
+                r = moveaxis(r, ax + 1, -1)
+    except Exception as exc:
+        raise _translate(f"xp.{fname}", exc) from None
+    return _wrap(r, dev, x._tags)
 
 
 def permute_dims(x: Array, /, axes: tuple[int, ...]) -> Array:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _tags
-from ._array import Array, _mismatch, _translate, _wrap
+from ._array import Array, _mismatch, _translate, _weak_on, _wrap
 from ._device import Device
 from ._dtypes import _boolean_dtypes, _integer_dtypes, _real_numeric_dtypes
 from ._helpers import as_array, device_default_dtype
@@ -211,7 +211,7 @@ def where(
     for name, v in (("x1", x1), ("x2", x2)):
         if v.__class__ is Array:
             if v._device is not dev:
-                raise _mismatch("xp.where", dev, v._device)
+                v = _weak_on("xp.where", v, dev)
             natives.append(v._data)
             tags = _tags.union(tags, v._tags)
             arrays += 1
