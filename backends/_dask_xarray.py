@@ -268,11 +268,24 @@ class HpcaiDaskManager(ChunkManagerEntrypoint[Any]):
         return chunkss, [_wrap(n, _tags_of(a)) for n, a in zip(natives, arrays)]
 
     def store(self, sources: Any, targets: Any, **kwargs: Any) -> Any:
-        raise InvalidArgumentError(
-            "writing dask-device (chunked) hpcai data through xarray (to_zarr/to_netcdf) would store the "
-            "values without their tags; use hpcai.storage.save_dataset(ds, 'hpcai://...') or "
-            "hpcai.storage.save(x, 'hpcai://...')"
-        )
+        """xarray's write of chunked variables (``to_zarr``): each variable is computed back to
+        the client (``to_device("numpy:cpu")``: restricted, checked on arrival, audited) and
+        handed to zarr as a tagged host Array, which zarr stores through ``hpcai://`` with its
+        tags and refuses elsewhere (see ``hpcai.storage._zarr_buffer``). The client holds one
+        variable at a time; for data larger than that, ``hpcai.storage.save`` has the workers
+        write the chunks."""
+        if kwargs.get("compute", True) is False:
+            raise InvalidArgumentError(
+                "to_zarr(..., compute=False) of dask-device hpcai data is not supported: the write is "
+                "computed and checked at once; call it with compute=True"
+            )
+        if not isinstance(sources, (list, tuple)):
+            sources, targets = [sources], [targets]
+        regions = kwargs.get("regions") or [None] * len(sources)
+        for source, target, region in zip(sources, targets, regions):
+            host = source.to_device("numpy:cpu") if getattr(source, "device", None) is not None else source
+            target[region if region is not None else ...] = host
+        return None
 
     def get_auto_chunk_size(self) -> int:
         from hpcai._config import get_config, parse_size

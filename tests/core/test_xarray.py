@@ -173,32 +173,80 @@ def test_interp_is_an_export_on_the_host_and_refused_elsewhere(audit_log: Path) 
     assert exports and all(e["tags"] == {"handling": ["internal"]} for e in exports)
 
 
+def _zarr_endpoints(tmp_path: Path, audit_log: Path) -> tuple[Path, Path]:
+    eu, us = tmp_path / "eu", tmp_path / "us"
+    eu.mkdir()
+    us.mkdir()
+    rules = [*POLICY_RULES, {"name": "internal-stays-in-eu", "match": "handling=internal", "store": "jurisdiction=EU"}]
+    xp.configure(data={
+        "policy": {"rules": rules},
+        "audit": {"path": str(audit_log)},
+        "endpoints": {
+            "eu": {"url": f"file://{eu}", "attributes": {"jurisdiction": "EU"}},
+            "us": {"url": f"file://{us}", "attributes": {"jurisdiction": "US"}},
+        },
+    })
+    return eu, us
+
+
+def _chunk_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and "c" in p.relative_to(root).parts]
+
+
 @pytest.mark.parametrize("device", _devices())
-def test_to_zarr_through_hpcai_refuses_and_save_dataset_keeps_tags(device: str, audit_log: Path, tmp_path: Path) -> None:
+def test_to_zarr_through_hpcai_stores_the_tags_with_the_chunks(device: str, audit_log: Path, tmp_path: Path) -> None:
     import hpcai.storage as st
 
-    root = tmp_path / "ep"
-    root.mkdir()
-    xp.configure(data={
-        "policy": {"rules": POLICY_RULES},
-        "audit": {"path": str(audit_log)},
-        "endpoints": {"scratch": {"url": f"file://{root}"}},
-    })
+    eu, us = _zarr_endpoints(tmp_path, audit_log)
     t = xp.asarray(_data(), device=device, tags=TAGS)
     ds = xr.Dataset({"t": (("time", "x"), t)}, coords={"x": np.arange(4.0)})
-    with xp.transfers(forbid=True), pytest.raises((AttributeError, TypeError), match="save_dataset|implicitly"):
-        ds.to_zarr("hpcai://scratch/raw.zarr", zarr_format=3)
-    # zarr reads host arrays through __array__ (each read an audited export) before it fails on
-    # the first NumPy-only method; other devices refuse the implicit conversion outright
-    exports = _exports(audit_log)
-    assert all(e["tags"] == {"handling": ["internal"]} for e in exports)
-    assert bool(exports) == xp.resolve_device(device).is_host
-    assert not any(p.name.startswith("c") and p.is_file() for p in root.rglob("*")), "chunks were written"
-    # the supported way: st.save_dataset stores the tags with the variable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with xp.transfers() as log:
+            ds.to_zarr("hpcai://eu/raw.zarr", zarr_format=3, consolidated=False)
+    # the values reached the host by a logged move only where they did not live there
+    assert len(log) == (0 if xp.resolve_device(device).is_host else 1)
+    chunks = _chunk_files(eu / "raw.zarr" / "t")
+    assert chunks, "no chunk was written"
+    for c in chunks:  # every chunk object carries the tags, stored next to it
+        rel = c.relative_to(eu).as_posix()
+        assert dict(st.tags(f"hpcai://eu/{rel}")) == TAGS, rel
+    back = xr.open_zarr("hpcai://eu/raw.zarr", consolidated=False)
+    np.testing.assert_array_equal(back.t.values, _data())
+    st.untaint(reason="test: the raw read above is not written anywhere")
+    # a store the policy forbids for these tags refuses the chunks: none is written
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(xp.errors.ResidencyError, match="internal-stays-in-eu"):
+            ds.to_zarr("hpcai://us/raw.zarr", zarr_format=3, consolidated=False)
+    assert _chunk_files(us / "raw.zarr" / "t") == []  # (the untagged coordinate "x" may be there)
+    # a store outside hpcai:// would drop the tags: refused before any chunk
+    with pytest.raises(xp.errors.ResidencyError, match="outside hpcai://"):
+        ds.to_zarr(tmp_path / "plain.zarr", zarr_format=3, consolidated=False)
+    assert not (tmp_path / "plain.zarr" / "t").exists() or _chunk_files(tmp_path / "plain.zarr" / "t") == []
+    assert _exports(audit_log) == []
+
+
+def test_to_zarr_of_untagged_hpcai_arrays_writes_anywhere(audit_log: Path, tmp_path: Path) -> None:
+    u = xp.asarray(_data(), device="emulated:0")
+    ds = xr.Dataset({"u": (("time", "x"), u)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp_path / "plain.zarr", zarr_format=3, consolidated=False)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "plain.zarr", consolidated=False).u.values, _data())
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_save_dataset_keeps_tags_per_variable(device: str, audit_log: Path, tmp_path: Path) -> None:
+    import hpcai.storage as st
+
+    _zarr_endpoints(tmp_path, audit_log)
+    t = xp.asarray(_data(), device=device, tags=TAGS)
+    ds = xr.Dataset({"t": (("time", "x"), t)}, coords={"x": np.arange(4.0)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        st.save_dataset(ds, "hpcai://scratch/obs.zarr")
-        back = st.open_dataset("hpcai://scratch/obs.zarr", device=device)
+        st.save_dataset(ds, "hpcai://eu/obs.zarr")
+        back = st.open_dataset("hpcai://eu/obs.zarr", device=device)
     assert isinstance(back.t.data, xp.Array) and dict(back.t.data.tags) == TAGS
     assert back.t.data.device == xp.resolve_device(device)
 

@@ -234,6 +234,8 @@ def test_ctrl_c_during_a_cli_copy_cleans_up(env: dict[str, Any], tmp_path: Path)
         "        if not Ready.said:\n"
         "            Ready.said = True\n"
         "            print('ready', flush=True)\n"
+        "        else:\n"
+        "            import time; time.sleep(0.5)  # the upload must outlast the signal, on a loaded machine too\n"
         "import hpcai._cli_storage as c\n"
         "c.progress_callback = lambda *a, **k: Ready()\n"
         f"sys.exit(main(['cp', {str(big)!r}, 'hpcai://onprem/{p}/big.bin']))\n"
