@@ -283,14 +283,29 @@ class Backend(ABC):
         default) to go through host memory."""
         return NotImplemented
 
-    def move_tagged(self, native: Any, src: Device, dst: Device, tags: TagSet | None) -> Any:
+    def move_tagged(
+        self, native: Any, src: Device, dst: Device, tags: TagSet | None, *, prepared: Any = None
+    ) -> Any:
         """Move *native* from *src* to *dst* (one of them a device of this backend) knowing the
         data's *tags*, and return the native array on *dst* (only when :attr:`places_by_tags`).
 
         The core has decided the move under the policy already (nothing moved yet); the
         backend may refuse further (:class:`~hpcai.errors.ResidencyError`) before any byte moves.
+        *prepared* is what :meth:`prepare_move` returned for this move.
         """
         raise NotImplementedError(f"backend {self.name!r} does not place data by tags (places_by_tags is False)")
+
+    def prepare_move(self, native: Any, src: Device, dst: Device, tags: TagSet | None) -> Any:
+        """Start work that a move of *native* off this backend's device *src* needs *before* the
+        move is decided, so that it overlaps with the decision and its audit record; ``None``
+        (the default) when there is none. Nothing may reach *dst* here: a cluster may start
+        computing a lazy result where the data lives, but hands it over only in
+        :meth:`move_tagged`. :meth:`cancel_prepared` is called if the move is refused."""
+        return None
+
+    def cancel_prepared(self, prepared: Any) -> None:
+        """Abandon what :meth:`prepare_move` started (the move was refused)."""
+        return None
 
     @abstractmethod
     def dlpack_device(self, device: Device) -> tuple[int, int]:

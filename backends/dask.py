@@ -757,24 +757,44 @@ class DaskBackend(Backend):
         arr._hpcai_futures = list(dsk.values())  # type: ignore[attr-defined]  # keep the scattered chunks alive
         return arr
 
-    def gather(
-        self, native: Any, tags: TagSet | None, op: str, *, optimize_graph: bool = True
-    ) -> Any:
-        """Compute *native* on allowed workers only (``resources=``) and return the result Array."""
+    def submit(self, native: Any, tags: TagSet | None, *, optimize_graph: bool = True) -> Any:
+        """Start computing *native* on allowed workers only (``resources=``): a Future whose
+        result stays on the workers until it is gathered."""
         import hpcai.distributed as hd
 
-        c = self.client()
         res = hd.resources_for(tags) if tags else {}
         # Submitted at once: the restriction keeps the tasks off workers that lack the rule
-        # resources (they wait, unscheduled, while no worker has them). Whether an allowed
-        # worker exists is asked of the scheduler (a round trip) only when the result is slow
-        # to come: with none left, this gives up within about 1 s + [dask] timeout, naming
-        # the rule.
-        fut = c.compute(
+        # resources (they wait, unscheduled, while no worker has them).
+        return self.client().compute(
             da.Array(native.dask, native.name, native.chunks, meta=native._meta),
             resources=res or None,
             optimize_graph=optimize_graph,
         )
+
+    def prepare_move(self, native: Any, src: Device, dst: Device, tags: TagSet | None) -> Any:
+        # Off the cluster: start the computation on the allowed workers now, so that it runs while
+        # the core decides the move and writes its audit record; the result reaches this process
+        # only when move_tagged gathers it, after the decision.
+        if dst.backend == self.name or not isinstance(native, da.Array):
+            return None
+        return self.submit(native, tags)
+
+    def cancel_prepared(self, prepared: Any) -> None:
+        prepared.cancel()
+
+    def gather(
+        self, native: Any, tags: TagSet | None, op: str, *, optimize_graph: bool = True, fut: Any = None
+    ) -> Any:
+        """Compute *native* on allowed workers only (``resources=``) and return the result Array
+        (*fut*: the computation already submitted by :meth:`submit`)."""
+        import hpcai.distributed as hd
+
+        res = hd.resources_for(tags) if tags else {}
+        if fut is None:
+            fut = self.submit(native, tags, optimize_graph=optimize_graph)
+        # Whether an allowed worker exists is asked of the scheduler (a round trip) only when the
+        # result is slow to come: with none left, this gives up within about 1 s + [dask]
+        # timeout, naming the rule.
         while True:
             try:
                 return fut.result(timeout=1.0)
@@ -801,11 +821,13 @@ class DaskBackend(Backend):
         return _as_native(out)  # type: ignore[no-any-return]
 
     # -- movement -------------------------------------------------------------------------------
-    def move_tagged(self, native: Any, src: Device, dst: Device, tags: TagSet | None) -> Any:
+    def move_tagged(
+        self, native: Any, src: Device, dst: Device, tags: TagSet | None, *, prepared: Any = None
+    ) -> Any:
         if dst.backend == self.name:  # onto the cluster
             host = np.asarray(src._backend.to_host(native, src))
             return self.scatter(host, tags)
-        result = self.gather(native, tags, f"to_device({str(dst)!r})")
+        result = self.gather(native, tags, f"to_device({str(dst)!r})", fut=prepared)
         if isinstance(result, _xp.Array):
             rn, rdev, _ = unwrap(result)
             host = np.asarray(rdev._backend.to_host(rn, rdev))

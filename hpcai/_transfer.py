@@ -209,15 +209,25 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
             "a move between devices needs a copy (pass copy=None or True)"
         )
     src_kw, dst_kw = _stream_kwargs(op, src, dst, stream)
-    check_move(x, src, dst, op)
     native = x._data
+    prepared = None
+    if src._backend.places_by_tags and not dst._backend.places_by_tags and not any(log.forbid for log in _active.get()):
+        # a cluster may start computing the result where the data lives while the move is
+        # decided and audited below; nothing reaches dst before check_move has passed
+        prepared = src._backend.prepare_move(native, src, dst, x._tags)
+    try:
+        check_move(x, src, dst, op)
+    except BaseException:
+        if prepared is not None:
+            src._backend.cancel_prepared(prepared)
+        raise
     t0 = time.perf_counter()
     out: Any = NotImplemented
     path = "direct"
     if dst._backend.places_by_tags or src._backend.places_by_tags:
         # a backend that places data by policy (a cluster) moves it knowing its tags
         placer = dst._backend if dst._backend.places_by_tags else src._backend
-        out = placer.move_tagged(native, src, dst, x._tags)
+        out = placer.move_tagged(native, src, dst, x._tags, prepared=prepared)
         path = "placed"
     elif src._backend is dst._backend:
         out = dst._backend.transfer(native, src, dst, **dst_kw)

@@ -64,6 +64,30 @@ def test_tagged_data_on_a_one_site_cluster(eu: None, tmp_path: Path) -> None:
     assert "dask" in (tmp_path / "audit.jsonl").read_text()  # the moves were audited
 
 
+def test_a_refused_move_off_the_cluster_cancels_the_started_computation(config: object, tmp_path: Path) -> None:
+    """The cluster starts computing a result while the move back is decided and audited; a
+    refused move cancels that computation and nothing reaches the destination."""
+    config(  # type: ignore[operator]
+        f'[site]\njurisdiction = "EU"\n[audit]\npath = "{tmp_path / "audit.jsonl"}"\n'
+        '[devices."emulated:1".attributes]\njurisdiction = "US"\n' + RULE
+    )
+    d = xp.dask.from_array(xp.tag(xp.ones((4, 4)), classification="personal"), chunks=2)
+    y = xp.sum(d * 2.0)
+    client = xp.dask.client()
+    before = set(client.futures)
+    with xp.transfers() as log, pytest.raises(ResidencyError, match="gdpr-personal"):
+        y.to_device("emulated:1")
+    assert len(log) == 0
+    started = [f for k, f in client.futures.items() if k not in before]
+    assert all(f.status == "cancelled" for f in started), [(f.key, f.status) for f in started]
+    # the same result may still come back to an allowed destination, decided and audited
+    assert float(y.to_device("numpy:cpu")) == 32.0
+    before = {k for k, f in client.futures.items() if f.status != "cancelled"}
+    with xp.transfers(forbid=True), pytest.raises(xp.errors.TransferForbiddenError):
+        y.to_device("numpy:cpu")  # a forbid block: nothing is even started
+    assert {k for k, f in client.futures.items() if f.status != "cancelled"} <= before
+
+
 def test_a_us_client_cannot_put_personal_data_on_its_cluster(config: object) -> None:
     config('[site]\njurisdiction = "US"\n' + RULE)  # type: ignore[operator]
     with pytest.raises(ResidencyError, match="gdpr-personal"):
