@@ -49,7 +49,9 @@ def test_ctrl_c_ends_with_one_line(tmp_path: Path) -> None:
     """SIGINT while a command runs: exit 130 and one line, no traceback. The command is made
     to wait (deterministically) until the signal arrives."""
     code = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
+        # Ctrl-C as in a terminal, also when the tests run as a background job (SIGINT ignored)
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import hpcai._cli_devices as d\n"
         "from hpcai.cli import main\n"
         "d.run = lambda args: (print('ready', flush=True), time.sleep(120))\n"
