@@ -831,7 +831,7 @@ class Array:
             body = "..."
         tags = ""
         if self._tags:
-            tags = ", tags={" + ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in self.tags.items()) + "}"
+            tags = ", tags={" + _tags.to_text(self._tags) + "}"
         return f"Array({body}, dtype={self._data.dtype}, device='{dev}'{tags})"
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ._tags import to_text
 from .errors import InvalidArgumentError
 
 
@@ -191,7 +192,7 @@ def run_explain(args: argparse.Namespace) -> int:
         verdict = "ALLOW" if d.allowed else "DENY"
         if d.effect == "audit":
             verdict = "ALLOW (recorded: audit rule)"
-        tag_text = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in d.tags.items()) or "(untagged)"
+        tag_text = to_text(d.tags) or "(untagged)"
         print(f"decision: {verdict}")
         print(f"  {d.op} of data tagged {tag_text} on {d.destination}")
         print(f"  destination attributes: {_attrs(attributes)}")

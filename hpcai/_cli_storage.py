@@ -9,13 +9,14 @@ import time
 from typing import Any
 
 from ._config import format_size
+from ._tags import to_text
 from .errors import InvalidArgumentError
 
 
 def _fmt_tags(tags: Any) -> str:
     if not tags:
         return "-"
-    return ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in tags.items())
+    return to_text(tags)
 
 
 def _parse_tags(items: list[str]) -> dict[str, list[str]]:

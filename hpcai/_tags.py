@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-__all__ = ["EMPTY", "TagSet", "as_mapping", "make_tags", "to_json", "union"]
+__all__ = ["EMPTY", "TagSet", "as_mapping", "make_tags", "to_json", "to_text", "union"]
 
 TagSet = frozenset[tuple[str, str]]
 
@@ -50,6 +50,12 @@ def to_json(tags: TagSet | Mapping[str, Iterable[str]] | None) -> dict[str, list
     """Tags (a tag set or a ``key -> values`` mapping) as JSON: ``{key: sorted values}``."""
     m = as_mapping(tags) if isinstance(tags, frozenset) or tags is None else tags
     return {k: sorted(v) for k, v in m.items()}
+
+
+def to_text(tags: TagSet | Mapping[str, Iterable[str]] | None) -> str:
+    """Tags as message text: ``key=v1|v2, key2=v`` (values sorted; ``""`` when untagged)."""
+    m = as_mapping(tags) if isinstance(tags, frozenset) or tags is None else tags
+    return ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in m.items())
 
 
 def as_mapping(tags: TagSet | None) -> MappingProxyType[str, frozenset[str]]:

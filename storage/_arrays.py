@@ -39,7 +39,7 @@ import numpy as np
 
 from hpcai._array import Array, _wrap
 from hpcai._device import Device, DeviceLike, resolve_device
-from hpcai._tags import TagSet, as_mapping, union
+from hpcai._tags import TagSet, as_mapping, to_text, union
 from hpcai.errors import (
     ArrayIndexError,
     ChecksumError,
@@ -1198,7 +1198,7 @@ class StoredArray:
         return self[...]
 
     def __repr__(self) -> str:
-        t = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in self.tags.items()) or "untagged"
+        t = to_text(self.tags) or "untagged"
         return (
             f"<StoredArray {self.url} version={self.version} shape={self.shape} dtype={self.dtype} "
             f"chunks={self.chunks} device={self.device} tags: {t}>"

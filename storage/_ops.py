@@ -14,7 +14,7 @@ from typing import Any
 
 from fsspec.asyn import sync
 
-from hpcai._tags import TagSet, as_mapping, union
+from hpcai._tags import TagSet, as_mapping, to_text, union
 from hpcai.errors import InvalidArgumentError, StorageExistsError, StorageNotFoundError
 
 from . import _taint
@@ -149,7 +149,7 @@ async def _untag(fs: EndpointFileSystem, ep: Endpoint, rel: str, key: str, reaso
     url = ep.url_for(rel)
     before = as_mapping(await fs._get_tags(rel))
     if key not in before:
-        have = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in before.items()) or "none"
+        have = to_text(before) or "none"
         raise InvalidArgumentError(f"{fname}: {url} has no tag {key!r} (its tags: {have})")
     info = await fs._info(rel)
     is_dir = info.get("type") == "directory"

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from hpcai import _config
-from hpcai._tags import TagSet, as_mapping, union
+from hpcai._tags import TagSet, as_mapping, to_text, union
 from hpcai._tags import to_json as tags_to_json
 from hpcai.errors import InvalidArgumentError
 
@@ -63,7 +63,7 @@ def describe(extra: TagSet | None) -> str:
                 urls.extend(u for u in srcs if u not in urls)
     shown = ", ".join(urls[:_MAX_SOURCES]) or "stored data"
     more = "" if len(urls) <= _MAX_SOURCES else f" and {len(urls) - _MAX_SOURCES} more"
-    tags = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in as_mapping(extra).items())
+    tags = to_text(extra)
     return (
         f"This process read data tagged {{{tags}}} raw (without hpcai's loaders) from {shown}{more}, so its "
         "writes through hpcai:// carry those tags (the read-taint ledger, see docs/storage.md). Read it "
@@ -86,7 +86,7 @@ def sources() -> Mapping[str, tuple[str, ...]]:
     """Where the recorded tags were read: ``{"k=v, ...": (url, ...)}`` (a few URLs per tag set)."""
     with _lock:
         return {
-            ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in as_mapping(t).items()): tuple(s)
+            to_text(t): tuple(s)
             for t, s in _sources.items()
         }
 

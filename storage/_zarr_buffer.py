@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from hpcai._array import Array
-from hpcai._tags import as_mapping, union
+from hpcai._tags import to_text, union
 from hpcai.errors import ResidencyError
 
 try:
@@ -66,7 +66,7 @@ def host_values_for_zarr(x: Array) -> np.ndarray:
     fs = _hpcai_fs(_target_store())
     if fs is None:
         if x._tags:
-            tags = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in as_mapping(x._tags).items())
+            tags = to_text(x._tags)
             raise ResidencyError(
                 f"zarr: refusing to write an hpcai Array tagged {{{tags}}} to a store outside hpcai://; "
                 "its tags would be lost. Write it through hpcai://<endpoint>/<path> (ds.to_zarr accepts "

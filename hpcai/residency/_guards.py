@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _config, _transfer, audit
 from .._tags import to_json as tags_to_json
+from .._tags import to_text
 from ..errors import AuditError, ResidencyError
 from ._normalize import _as_tagset
 from ._policy import (
@@ -213,7 +214,7 @@ _DONE = {"compute": "moved", "store": "stored", "export": "exported"}
 
 
 def _refusal(d: Decision, operation: str, audit_note: str) -> ResidencyError:
-    tags = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in d.tags.items()) or "(untagged)"
+    tags = to_text(d.tags) or "(untagged)"
     return ResidencyError(
         f"{operation}: residency policy forbids {d.op} of data tagged {{{tags}}} on {d.destination}: "
         f"{d.reason} (policy file {d.source_file}). Nothing was {_DONE[d.op]}; {audit_note}. "

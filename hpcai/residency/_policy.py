@@ -99,7 +99,7 @@ class RuleTrace:
 def _fmt_tags(tags: TagSet | None) -> str:
     if not tags:
         return "(untagged)"
-    return ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in _tags.as_mapping(tags).items())
+    return _tags.to_text(tags)
 
 
 def _fmt_attrs(attributes: Mapping[str, str]) -> str:
