@@ -789,7 +789,6 @@ class DaskBackend(Backend):
         (*fut*: the computation already submitted by :meth:`submit`)."""
         import hpcai.distributed as hd
 
-        res = hd.resources_for(tags) if tags else {}
         if fut is None:
             fut = self.submit(native, tags, optimize_graph=optimize_graph)
         # Whether an allowed worker exists is asked of the scheduler (a round trip) only when the
@@ -800,7 +799,9 @@ class DaskBackend(Backend):
                 return fut.result(timeout=1.0)
             except TimeoutError:
                 pass
-            if res:  # tasks wait for an allowed worker: give up, naming the rule, if none is left
+            # tasks restricted to rule resources wait for an allowed worker: give up, naming the
+            # rule, if none is left
+            if tags and hd.resources_for(tags):
                 try:
                     self.allowed_workers(tags, op, wait=True)
                 except ResidencyError:

@@ -18,7 +18,6 @@ from hpcai.backends._base import LOW_PRECISION_FLOATS
 
 from ._array import Array, _translate, _wrap
 from ._device import Device, DeviceLike, resolve_device
-from ._dtypes import DType as _DType
 from ._dtypes import (
     _boolean_dtypes,
     _complex_floating_dtypes,
@@ -216,7 +215,7 @@ class finfo_object:
     max: float
     min: float
     smallest_normal: float
-    dtype: _DType
+    dtype: DType
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ class iinfo_object:
     bits: int
     max: int
     min: int
-    dtype: _DType
+    dtype: DType
 
 
 def finfo(type: Array | Any, /) -> finfo_object:
@@ -326,7 +325,7 @@ def _isdtype_one(dt: DType, kind: Any) -> bool:
     return bool(dt == normalize_dtype("isdtype", kind))
 
 
-def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) -> _DType:
+def result_type(*arrays_and_dtypes: Array | Any | bool | int | float | complex) -> DType:
     """The dtype that type promotion gives for arrays, dtypes and Python scalars.
 
     Python scalars are "weak" (2024.12): they take the kind of the other operands, so

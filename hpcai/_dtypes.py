@@ -36,9 +36,6 @@ __all__ = [
     "uint64",
 ]
 
-_bool = bool
-
-
 #: The class of hpcai's data types: they are NumPy ``dtype`` objects, as in NumPy, JAX,
 #: CuPy and dask, so code that inspects ``x.dtype`` the NumPy way (``dtype.kind``,
 #: ``dtype.type``, ``np.issubdtype``, xarray's and pandas' dtype logic) works on hpcai

@@ -150,13 +150,17 @@ def transfers(*, forbid: bool = False) -> Iterator[TransferLog]:
         _active.reset(token)
 
 
+def _forbidding() -> bool:
+    """Whether an open ``xp.transfers(forbid=True)`` block forbids moves here."""
+    return any(log.forbid for log in _active.get())
+
+
 def _check_forbidden(src: Device, dst: Device, native: Any, op: str) -> None:
-    for log in _active.get():
-        if log.forbid:
-            raise TransferForbiddenError(
-                f"{op}: moving {_nbytes(native):,} bytes from {src} to {dst} inside "
-                "xp.transfers(forbid=True); remove the move or the forbid block"
-            )
+    if _forbidding():
+        raise TransferForbiddenError(
+            f"{op}: moving {_nbytes(native):,} bytes from {src} to {dst} inside "
+            "xp.transfers(forbid=True); remove the move or the forbid block"
+        )
 
 
 def _record(rec: Transfer) -> None:
@@ -211,7 +215,7 @@ def move(x: Array, dst: Device, *, op: str, copy: bool | None = None, stream: An
     src_kw, dst_kw = _stream_kwargs(op, src, dst, stream)
     native = x._data
     prepared = None
-    if src._backend.places_by_tags and not dst._backend.places_by_tags and not any(log.forbid for log in _active.get()):
+    if src._backend.places_by_tags and not dst._backend.places_by_tags and not _forbidding():
         # a cluster may start computing the result where the data lives while the move is
         # decided and audited below; nothing reaches dst before check_move has passed
         prepared = src._backend.prepare_move(native, src, dst, x._tags)
