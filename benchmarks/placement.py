@@ -4,17 +4,24 @@ On the devices this machine has (``numpy:cpu`` and the JAX CPU devices; BLAS thr
 with threadpoolctl and recorded), for matrix products, elementwise operations, reductions
 and FFTs at several sizes, with the data starting on ``numpy:cpu`` or on ``jax:cpu:1``:
 
-1. **calibration** — inside ``xp.record()``, every kernel runs ``--calibrate`` times on every
-   device through ``xp.run(device=...)`` (moves included), which fills a fresh history;
+1. **calibration** — inside ``xp.record()``, every kernel runs once on every device (warm-up:
+   JIT compilation, caches; a sample too), then ``--calibrate`` rounds each run every
+   (kernel, start, device) once in a fresh random order, through ``xp.run(device=...)``
+   (moves included), which fills a fresh history;
 2. **choice** — ``xp.advise(fn, *args, devices=...)`` ranks the devices from that history;
-3. **exhaustive measurement** — afresh, every device is timed ``--repeat`` times (median of
-   interleaved rounds), moves and synchronisation included: ``t(d)``.
+3. **exhaustive measurement** — afresh, ``--repeat`` rounds in the same manner time every
+   device, moves and synchronisation included: ``t(d)`` is the median over the rounds.
+
+The rounds interleave every kernel and device because this host's noise comes in bursts:
+one kernel's run time switches between levels up to 4x apart for tens of calls at a time
+(measured on the 2-core KVM guest), so timings taken back to back all fall in one burst.
 
 Regret = ``t(choice) / min_d t(d) - 1``. The issue's targets: geometric mean <= 5 %, worst
-<= 30 %. Also printed: the time of 100 advise calls over 6 devices (target <= 1 ms), and
+<= 30 %. Also printed: the measurement's own disagreement (a perfect advisor that knew
+the medians of the odd rounds, scored by the even rounds), the noise floor of the figure; the time of 100 advise calls over 6 devices (target <= 1 ms), and
 the cost of recording per ``xp.run`` (on minus off; target <= 1.5 us) and when off.
 
-Run: ``python benchmarks/placement.py [--calibrate N] [--repeat N] [--threads N]``.
+Run: ``python benchmarks/placement.py [--calibrate N] [--repeat N] [--threads N] [--seed N]``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import argparse
 import contextvars
 import math
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -69,36 +77,47 @@ def _time_run(fn: Callable[..., Any], args: tuple[Any, ...], dev: str) -> float:
     return time.perf_counter() - t0
 
 
-def regret(calibrate: int, repeat: int) -> list[tuple[str, str, str, str, float, float]]:
-    rows = []
-    ks = kernels()
+def regret(
+    calibrate: int, repeat: int, seed: int = 0
+) -> tuple[list[tuple[str, str, str, str, float, float]], list[float]]:
+    """Rows (kernel, start, choice, best, t(choice), t(best)), and the measurement's own
+    disagreement: per case, the regret of the best device of the odd rounds timed by the
+    even rounds (what a perfect advisor calibrated by one half would score on the other)."""
+    rng = random.Random(seed)
+    cases = [
+        (name, fn, start, make(start)) for name, fn, make in kernels() for start in STARTS
+    ]
+    runs = [(i, dev) for i in range(len(cases)) for dev in DEVICES]
     with xp.record() as rec:
-        for _, fn, make in ks:
-            for start in STARTS:
-                args = make(start)
-                for dev in DEVICES:
-                    xp.run(fn, *args, device=dev)  # warm-up (JIT compilation, caches): a sample too
-                for _ in range(calibrate):
-                    for dev in DEVICES:
-                        xp.run(fn, *args, device=dev)
+        for i, dev in runs:  # warm-up (JIT compilation, caches): a sample too
+            xp.run(cases[i][1], *cases[i][3], device=dev)
+        # rounds over every (case, device) in a fresh random order, so that each device's
+        # samples of a case are spread over the whole phase, not one burst of the host's noise
+        for _ in range(calibrate):
+            rng.shuffle(runs)
+            for i, dev in runs:
+                xp.run(cases[i][1], *cases[i][3], device=dev)
     print(f"calibration: {len(rec)} recorded runs; history in {os.environ['HPCAI_HISTORY_DIR']}")
-    for name, fn, make in ks:
-        for start in STARTS:
-            args = make(start)
-            adv = xp.advise(fn, *args, devices=DEVICES)
-            choice = str(adv.choice)
-            times: dict[str, list[float]] = {d: [] for d in DEVICES}
-            for _ in range(repeat):
-                for dev in DEVICES:
-                    times[dev].append(_time_run(fn, args, dev))
-            med = {d: statistics.median(v) for d, v in times.items()}
-            best = min(med, key=med.__getitem__)
-            rows.append((name, start, choice, best, med[choice], med[best]))
-    return rows
+    choices = [str(xp.advise(fn, *args, devices=DEVICES).choice) for _, fn, _, args in cases]
+    times: list[dict[str, list[float]]] = [{d: [] for d in DEVICES} for _ in cases]
+    for _ in range(repeat):
+        rng.shuffle(runs)
+        for i, dev in runs:
+            times[i][dev].append(_time_run(cases[i][1], cases[i][3], dev))
+    rows = []
+    floor = []
+    for (name, _, start, _), choice, ts in zip(cases, choices, times, strict=True):
+        med = {d: statistics.median(v) for d, v in ts.items()}
+        best = min(med, key=med.__getitem__)
+        rows.append((name, start, choice, best, med[choice], med[best]))
+        odd = {d: statistics.median(v[1::2]) for d, v in ts.items()}
+        even = {d: statistics.median(v[0::2]) for d, v in ts.items()}
+        floor.append(even[min(odd, key=odd.__getitem__)] / min(even.values()) - 1)
+    return rows, floor
 
 
 def advice_time() -> tuple[float, float]:
-    """Best of 5: 100 advise calls (20 distinct, each asked 5 times) over 6 devices.
+    """Best of 21, 5 ms apart: 100 advise calls (20 distinct, each asked 5 times) over 6 devices.
 
     Warm: every call is answered from the memo. Cold: the history's version is bumped first
     (as when any sample arrives), which drops every memoised advice and every prediction
@@ -115,7 +134,8 @@ def advice_time() -> tuple[float, float]:
         xp.advise(f, *args, devices=devs)
     warm = cold = math.inf
     st = xp._history.store()
-    for _ in range(5):
+    for _ in range(21):  # spread over ~0.1 s: this host has slow spells of tens of ms
+        time.sleep(0.005)
         t0 = time.perf_counter()
         for f, args in calls:
             xp.advise(f, *args, devices=devs)
@@ -154,12 +174,13 @@ def recording_overhead(n: int = 20_000) -> tuple[float, float, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--calibrate", type=int, default=7, help="calibration runs per kernel and device"
+        "--calibrate", type=int, default=31, help="calibration rounds (each runs every kernel on every device)"
     )
     ap.add_argument(
-        "--repeat", type=int, default=9, help="timed rounds of the exhaustive measurement"
+        "--repeat", type=int, default=101, help="timed rounds of the exhaustive measurement"
     )
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (pinned)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the rounds' random order")
     args = ap.parse_args(argv)
     os.environ.setdefault("HPCAI_HISTORY_DIR", tempfile.mkdtemp(prefix="hpcai-placement-"))
     try:
@@ -171,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         limits = threadpool_limits(args.threads, user_api="blas")
     ctx = xp._record.host_context()
     print(f"host: {ctx['cpus']} CPUs, BLAS threads {ctx['blas_threads']}, load {ctx['load_1min']}")
-    rows = regret(args.calibrate, args.repeat)
+    rows, floor = regret(args.calibrate, args.repeat, args.seed)
     header = ("kernel", "data on", "advisor", "best", "t(advisor) ms", "t(best) ms", "regret")
     table = [header]
     regrets = []
@@ -187,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"regret: geometric mean {gm * 100:.2f} % (target <= 5 %), worst {worst * 100:.1f} % (target <= 30 %)"
     )
+    fgm = math.exp(sum(math.log1p(r) for r in floor) / len(floor)) - 1
+    print(
+        f"the measurement's own disagreement (best of its odd rounds, timed by its even rounds): "
+        f"geometric mean {fgm * 100:.2f} %, worst {max(floor) * 100:.1f} %"
+    )
     warm, cold = advice_time()
     print(
         f"advice, 100 calls x 6 devices: {warm * 1e3:.3f} ms memoised, {cold * 1e3:.3f} ms after a history change "
@@ -200,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if limits is not None:
         limits.restore_original_limits()
-    return 0 if gm <= 0.05 and worst <= 0.30 else 1
+    met = gm <= 0.05 and worst <= 0.30 and max(warm, cold) <= 1e-3 and on - off <= 1.5e-6
+    print("every target met" if met else "a target was missed")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

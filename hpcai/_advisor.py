@@ -994,13 +994,12 @@ def run(
             emul64 = any(d in _FP64 and d not in dev.spec.native_dtypes for d in fp.dtypes)
             modelled = _roofline(_dev_info(dev), fp, emul64)[0]
         if rec is not None:
-            # only atoms (names, numbers, tuples of them): the garbage collector untracks such
-            # a tuple at its first pass, so a long recording never grows the heap it scans
-            # (with the fn and Device objects in it, recording cost ~3 us more per run once a
-            # large library such as JAX was loaded)
-            rec._raw.append(
-                (_record.op_name(fn), descs, kw, dev.spec.name, secs, modelled, tuple(logged) if logged else ())
-            )
+            # atoms only, no nested tuple (see Recorder): the moves follow, flattened
+            rid = _record.run_id(_record.op_name(fn), descs, kw)
+            if logged:
+                rec._raw.append((rid, dev.spec.name, secs, modelled, *[x for m in logged for x in m]))
+            else:
+                rec._raw.append((rid, dev.spec.name, secs, modelled))
     busy = modelled if modelled is not None else secs
     note_run(dev, busy)
     if budgets:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import warnings
@@ -595,22 +596,31 @@ def test_advice_is_fast_enough() -> None:
 
 def test_recorded_runs_hold_only_atoms_so_the_collector_untracks_them() -> None:
     """A long recording must not grow the heap the garbage collector scans: each pending run
-    is a tuple of names and numbers (no function, Device or list), which the collector stops
-    tracking (one nesting level per pass: a young generation's few passes)."""
+    is a flat tuple of names and numbers (no function, Device, list or dtype/shape nesting),
+    which one young-generation pass stops tracking, before any could reach an older one."""
     import gc
 
     a = xp.ones(8)
     b = xp.ones(8, device="emulated:0")
+    c = xp.ones((2, 4))
     with xp.record(history=False) as rec:
-        for _ in range(50):
-            xp.run(xp.negative, a, device="numpy:cpu")
-            xp.run(xp.add, a, b, device="emulated:0")  # a move, logged with the run
-        pending = list(rec._raw)
-        for _ in range(4):
-            gc.collect()
-        assert len(pending) == 100 and not any(gc.is_tracked(r) for r in pending)
+        gc.disable()  # every run's tuples stay in the young generation until the one pass
+        try:
+            for _ in range(50):
+                xp.run(xp.negative, a, device="numpy:cpu")
+                xp.run(xp.add, a, b, device="emulated:0")  # a move, logged with the run
+                xp.run(xp.sum, c, axis=1, device="numpy:cpu")  # a keyword
+            pending = list(rec._raw)
+            gc.collect(0)
+        finally:
+            gc.enable()
+        assert len(pending) == 150
+        assert not any(gc.is_tracked(r) for r in pending)
     assert {s.device for s in rec.samples} == {"numpy:cpu", "emulated:0"}
     assert sum(s.moved_bytes for s in rec.samples) == 50 * 64
+    assert {s.op for s in rec.samples} == {"negative", "add", "sum"}
+    sums = [s for s in rec.samples if s.op == "sum"]
+    assert len(sums) == 50 and all("axis=1" in s.key for s in sums)
 
 
 def test_reconfiguring_writes_the_history_recorded_so_far(_history_in_tmp: Path) -> None:
@@ -628,3 +638,36 @@ def test_reconfiguring_writes_the_history_recorded_so_far(_history_in_tmp: Path)
         assert path.exists()
     fresh = HistoryStore(st.directory, host=st.host)
     assert sum(e.n for e in fresh.device("numpy:cpu").entries.values()) >= 3
+
+
+def test_the_placement_benchmark_runs_and_reports_every_figure(tmp_path: Path) -> None:
+    """``benchmarks/placement.py`` end to end with few rounds (its figures are then noisy and
+    only their presence is checked; the targets are judged from full runs)."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "placement.py"
+    env = {
+        **os.environ,
+        "HPCAI_HISTORY_DIR": str(tmp_path / "history"),
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    }
+    p = subprocess.run(
+        [sys.executable, str(script), "--calibrate", "2", "--repeat", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode in (0, 1), p.stderr
+    out = p.stdout
+    rows = [ln for ln in out.splitlines() if ln.endswith(" %") and ("numpy:cpu" in ln or "jax:cpu" in ln)]
+    assert len(rows) == 20, out  # 10 kernels x 2 starting devices
+    for needle in (
+        "calibration: ",
+        "regret: geometric mean",
+        "the measurement's own disagreement",
+        "advice, 100 calls x 6 devices:",
+        "recording costs",
+    ):
+        assert needle in out, out
+    assert out.rstrip().endswith("every target met" if p.returncode == 0 else "a target was missed")
+    assert any((tmp_path / "history").rglob("*.json"))  # the calibration wrote its history
