@@ -237,21 +237,28 @@ def footprint(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, 
 _fps: dict[tuple[Any, ...], Footprint] = {}
 
 #: Run keys ``(op, descs, kw)`` by small number, and the numbers by key. A recorded run keeps
-#: the number, so its raw tuple holds atoms only (see :meth:`Recorder._settle`). One entry per
-#: distinct footprint ever recorded in the process, as the history keeps one per footprint.
+#: the number, so its raw tuple holds atoms only (see :class:`Recorder`). One entry per
+#: distinct footprint recorded in the process, at most :data:`RUN_KEYS` of them.
 _run_keys: list[tuple[str, tuple[tuple[Any, Any], ...], str]] = []
 _run_ids: dict[tuple[Any, ...], int] = {}
 _run_lock = threading.Lock()
+#: Run keys interned at most (raw runs may refer to any, so none is ever dropped); past them a
+#: run keeps its key itself (correct, only tracked by the garbage collector until settled).
+RUN_KEYS = 1 << 16
 
 
-def run_id(op: str, descs: tuple[tuple[Any, Any], ...], kw: str) -> int:
-    """The number of the run key ``(op, descs, kw)`` (interned once per key)."""
+def run_id(
+    op: str, descs: tuple[tuple[Any, Any], ...], kw: str
+) -> int | tuple[str, tuple[tuple[Any, Any], ...], str]:
+    """The number of the run key ``(op, descs, kw)`` (interned once per key), or the key."""
     k = (op, descs, kw)
     i = _run_ids.get(k)
     if i is None:
         with _run_lock:
             i = _run_ids.get(k)
             if i is None:
+                if len(_run_keys) >= RUN_KEYS:
+                    return k
                 i = len(_run_keys)
                 _run_keys.append(k)
                 _run_ids[k] = i
@@ -336,7 +343,7 @@ class Recorder:
         from ._device import resolve_device
 
         for rid, name, seconds, modelled, *flat in raw:
-            fp = footprint_of(*_run_keys[rid])
+            fp = footprint_of(*(_run_keys[rid] if rid.__class__ is int else rid))
             # (source, bytes, seconds) of each whole move, in the order the call made them
             moves = [flat[i : i + 3] for i in range(0, len(flat), 3)]
             device = resolve_device(name)

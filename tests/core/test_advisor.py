@@ -671,3 +671,19 @@ def test_the_placement_benchmark_runs_and_reports_every_figure(tmp_path: Path) -
         assert needle in out, out
     assert out.rstrip().endswith("every target met" if p.returncode == 0 else "a target was missed")
     assert any((tmp_path / "history").rglob("*.json"))  # the calibration wrote its history
+
+
+def test_run_keys_are_interned_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``RUN_KEYS`` distinct footprints a recorded run keeps its key itself: memory stays
+    bounded and nothing recorded is lost."""
+    from hpcai import _record
+
+    monkeypatch.setattr(_record, "RUN_KEYS", len(_record._run_keys))  # the table is full
+    with xp.record(history=False) as rec:
+        for n in (3, 5, 7):
+            xp.run(xp.negative, xp.ones(n * 1001), device="numpy:cpu")
+        assert all(type(r[0]) is tuple for r in rec._raw)
+    assert [s.key for s in rec.samples] == [
+        _record.footprint(xp.negative, (xp.ones(n * 1001),), {}).key for n in (3, 5, 7)
+    ]
+    assert len(_record._run_keys) == _record.RUN_KEYS
