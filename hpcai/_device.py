@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -115,6 +116,8 @@ DeviceLike: TypeAlias = Device | str
 #: description is refreshed in place), so arrays made before and after still combine.
 _interned: dict[str, Device] = {}
 _unavailable: dict[str, str] = {}
+#: Serialises the description of interned Devices (see :func:`_build_backend`).
+_refresh_lock = threading.Lock()
 
 _ALIASES = {"cpu": "numpy:cpu"}
 
@@ -133,13 +136,19 @@ def _build_backend(name: str, info: Any, cfg: Any) -> dict[str, Device] | str:
         why = backend.unavailable_reason() or "no device available"
         return f"{name}: {why} ({backend.install_hint})"
     out: dict[str, Device] = {}
-    for spec in backend.device_specs(cfg.data):
-        dev = _interned.get(spec.name)
-        if dev is None:
-            dev = _interned[spec.name] = Device(spec, backend)
-        else:
-            dev._refresh(spec, backend)
-        out[spec.name] = dev
+    # A builder may have read a configuration that has since been replaced (a read left running
+    # in zarr's IO thread after its caller was refused resolves the host device later). The
+    # interned Devices are shared, so they are described from the configuration in force,
+    # read under one lock: the last description written is always the current one.
+    with _refresh_lock:
+        current = _config.get_config()
+        for spec in backend.device_specs((cfg if cfg is current else current).data):
+            dev = _interned.get(spec.name)
+            if dev is None:
+                dev = _interned[spec.name] = Device(spec, backend)
+            else:
+                dev._refresh(spec, backend)
+            out[spec.name] = dev
     return out
 
 

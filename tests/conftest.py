@@ -49,9 +49,37 @@ def config(tmp_path, monkeypatch) -> Iterator[object]:
     xp.configure(data={})
 
 
+def _drain_io_loops(timeout: float = 30.0) -> None:
+    """Wait for the tasks still running on zarr's and fsspec's IO loops.
+
+    When one read of an ``asyncio.gather`` is refused, zarr raises at once and the sibling
+    reads run on in its IO thread: left alone, they finish during the next test, under its
+    configuration (and a raw read of tagged data taints that test's writes). Each test's
+    background reads end within it."""
+    import asyncio
+    import sys
+
+    loops = []
+    for mod in ("zarr.core.sync", "fsspec.asyn"):
+        m = sys.modules.get(mod)
+        lp = getattr(m, "loop", [None])[0] if m is not None else None
+        if lp is not None and lp.is_running() and not lp.is_closed():
+            loops.append(lp)
+
+    async def wait_others() -> None:
+        me = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not me]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
+    for lp in loops:
+        asyncio.run_coroutine_threadsafe(wait_others(), lp).result(timeout + 5)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_config(monkeypatch, tmp_path) -> Iterator[None]:
     """Each test starts from the embedded defaults, whatever hpcai.toml the cwd holds."""
     xp.configure(data={})
     yield
+    _drain_io_loops()
     xp.configure(data={})
