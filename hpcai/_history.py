@@ -13,9 +13,11 @@ Statistics are robust, and made to avoid StarPU's known traps:
   ten 1 ms samples and one 100 ms sample predict 1 ms (the 100 ms one is counted as an
   outlier, not averaged in);
 * an entry that **keeps disagreeing** (``STREAK`` outliers in a row on the same side) is not
-  trusted forever: its old samples are dropped and it is flagged ``remeasure`` until
-  ``MIN_TRUSTED`` new samples confirm the new regime (``xp.run(device="auto")`` runs such
-  a device to re-measure it);
+  trusted forever: it is flagged ``remeasure`` (``xp.run(device="auto")`` runs such a device
+  to re-measure it), and when ``CONFIRMED`` outliers in a row confirm the new regime its
+  older samples are dropped. Until then the old samples still predict, and a sample that
+  agrees with them again clears the flag: a slow spell of a few seconds (this 2-core host
+  has them) must not replace a window of good samples with its three slow ones;
 * an entry whose median rose above twice its own best and which has not been sampled for
   ``stale_after`` seconds is flagged ``remeasure`` too, so one slow spell cannot starve a
   device for good (starpu#50);
@@ -70,6 +72,8 @@ MIN_JUDGED = 5
 STREAK = 3
 #: Samples of a new regime before the entry is trusted again.
 MIN_TRUSTED = 5
+#: Consecutive same-side outliers that confirm a new regime: the older samples are dropped.
+CONFIRMED = STREAK + MIN_TRUSTED - 1
 #: Prefix of the history key of a kernel footprint run right after (some of) its arguments were
 #: moved onto the device: measured apart from runs on arguments already there (on the JAX
 #: CPU devices, ``a * b + 1`` on 1000 float64 elements took ~0.1 ms on just-moved arguments
@@ -158,21 +162,25 @@ class Entry:
                 self.streak = self.streak + side if self.streak * side > 0 else side
             else:
                 self.streak = 0
-        if abs(self.streak) >= STREAK:
-            # It keeps disagreeing: the old regime is no longer trusted; re-measure.
-            keep = abs(self.streak) - 1
-            self.samples = s = s[-keep:] if keep else []
+        run = abs(self.streak)
+        if run == STREAK:
+            # It keeps disagreeing: re-measure. The old regime still predicts until the new
+            # one is confirmed: a spell of the host's noise (seconds long here) ends first.
             self.remeasure = True
             self.remeasures += 1
+        elif run >= CONFIRMED:
+            # Confirmed: only the new regime's samples are kept, and trusted.
+            self.samples = s = s[-(run - 1) :]
+            self.remeasure = False
             self.streak = 0
+        elif run == 0 and self.remeasure and len(s) >= MIN_TRUSTED:
+            self.remeasure = False  # it agrees again: that was a spell, the history stands
         s.append(float(seconds))
         if len(s) > WINDOW:
             del s[: len(s) - WINDOW]
         self.n += 1
         self.last = time.time() if when is None else when
         self._stats()
-        if self.remeasure and len(s) >= MIN_TRUSTED and self.streak == 0:
-            self.remeasure = False
         if len(s) >= MIN_TRUSTED and not self.remeasure:
             self.best = min(self.best, self._med)
         return outlier
