@@ -18,8 +18,9 @@ one kernel's run time switches between levels up to 4x apart for tens of calls a
 
 Regret = ``t(choice) / min_d t(d) - 1``. The issue's targets: geometric mean <= 5 %, worst
 <= 30 %. Also printed: the measurement's own disagreement (a perfect advisor that knew
-the medians of the odd rounds, scored by the even rounds), the noise floor of the figure; the time of 100 advise calls over 6 devices (target <= 1 ms), and
-the cost of recording per ``xp.run`` (on minus off; target <= 1.5 us) and when off.
+the medians of the odd rounds, scored by the even rounds), the noise floor of the figure;
+the time of 100 advise calls over 6 devices (target <= 1 ms); and the cost of recording per
+``xp.run`` (on minus off; target <= 1.5 us) and when off.
 
 Run: ``python benchmarks/placement.py [--calibrate N] [--repeat N] [--threads N] [--seed N]``.
 """

@@ -122,7 +122,7 @@ _refresh_lock = threading.Lock()
 _ALIASES = {"cpu": "numpy:cpu"}
 
 
-def _build_backend(name: str, info: Any, cfg: Any) -> dict[str, Device] | str:
+def _build_backend(name: str, info: Any) -> dict[str, Device] | str:
     """The devices of one backend (interned), or the reason it has none."""
     from hpcai.backends import get_backend
 
@@ -136,13 +136,12 @@ def _build_backend(name: str, info: Any, cfg: Any) -> dict[str, Device] | str:
         why = backend.unavailable_reason() or "no device available"
         return f"{name}: {why} ({backend.install_hint})"
     out: dict[str, Device] = {}
-    # A builder may have read a configuration that has since been replaced (a read left running
-    # in zarr's IO thread after its caller was refused resolves the host device later). The
-    # interned Devices are shared, so they are described from the configuration in force,
-    # read under one lock: the last description written is always the current one.
+    # The interned Devices are shared: they are described from the configuration in force, read
+    # under one lock, so the last description written is always the current one. (A caller may
+    # hold a configuration that has since been replaced: a read left running in zarr's IO
+    # thread after its caller was refused resolves the host device later.)
     with _refresh_lock:
-        current = _config.get_config()
-        for spec in backend.device_specs((cfg if cfg is current else current).data):
+        for spec in backend.device_specs(_config.get_config().data):
             dev = _interned.get(spec.name)
             if dev is None:
                 dev = _interned[spec.name] = Device(spec, backend)
@@ -163,7 +162,7 @@ def _build_table() -> dict[str, Device]:
     for name, info in backend_infos().items():
         built = partial.get(name)
         if built is None:
-            built = _build_backend(name, info, cfg)
+            built = _build_backend(name, info)
         if isinstance(built, str):
             _unavailable[name] = built
         else:
@@ -196,7 +195,7 @@ def _one_backend(name: str) -> Device | None:
         info = backend_infos().get(bname)
         if info is None:
             return None
-        built = partial[bname] = _build_backend(bname, info, cfg)
+        built = partial[bname] = _build_backend(bname, info)
     if isinstance(built, str):
         return None
     # The whole table checks [devices] entries: a configured name of this backend that it

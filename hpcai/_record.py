@@ -310,8 +310,9 @@ class Recorder:
     recording does not grow what every full collection scans. A nested tuple needs one pass
     per level (the collector's reachability walk puts the inner tuples after the outer ones):
     with the dtypes and shapes nested, the runs reached the oldest generation and a batch of
-    20 000 recorded runs paid a full collection, ~3 us per run with JAX loaded. Footprints, :class:`Sample` objects and history samples are made from them when
-    :attr:`samples` is read, when advice is asked for, and when the block ends.
+    20 000 recorded runs paid a full collection, ~3 us per run with JAX loaded. Footprints,
+    :class:`Sample` objects and history samples are made from them when :attr:`samples` is
+    read, when advice is asked for, and when the block ends.
     """
 
     __slots__ = ("_raw", "_samples", "context", "files", "history")

@@ -419,36 +419,38 @@ def test_policy_is_rebuilt_on_configure(config, tmp_path: Path) -> None:
     assert x.to_device("emulated:1").tags == x.tags
 
 
-def test_a_builder_left_from_a_replaced_configuration_describes_devices_as_configured_now() -> None:
-    """The interned Devices are shared: a builder that read the configuration before it was
+def test_a_builder_left_from_a_replaced_configuration_describes_devices_as_configured_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The interned Devices are shared: a resolution that read the configuration before it was
     replaced (a read left running in zarr's IO thread after its caller was refused resolves
     the host device later) must not describe them from the old one. Seen as a refused read
     ("numpy:cpu has no location attributes") under a configuration whose [site] gave them."""
     import threading
 
-    from hpcai.backends import backend_infos
+    import hpcai.backends
 
-    from hpcai import _device
-
-    old = xp.configure(data={})
+    xp.configure(data={})  # no [site]: numpy:cpu has no attributes
     started, go = threading.Event(), threading.Event()
-    info = backend_infos()["numpy"]
-    built: list[object] = []
+    real = hpcai.backends.backend_infos
+    late: list[xp.Device] = []
 
-    def stale_builder() -> None:
-        started.set()
-        go.wait(10)
-        built.append(_device._build_backend("numpy", info, old))
+    def paused_infos():  # the late thread stops here, after it read the old configuration
+        if threading.current_thread().name == "late":
+            started.set()
+            go.wait(10)
+        return real()
 
-    t = threading.Thread(target=stale_builder)
+    monkeypatch.setattr(hpcai.backends, "backend_infos", paused_infos)
+    t = threading.Thread(target=lambda: late.append(xp.resolve_device("numpy:cpu")), name="late")
     t.start()
-    started.wait(10)
+    assert started.wait(10)
     xp.configure(data={"site": {"country": "DE", "jurisdiction": "EU"}})
     cpu = xp.resolve_device("numpy:cpu")
     assert dict(cpu.attributes) == {"country": "DE", "jurisdiction": "EU"}
     go.set()
     t.join(10)
-    assert built and isinstance(built[0], dict) and built[0]["numpy:cpu"] is cpu
+    assert late == [cpu]
     assert dict(cpu.attributes) == {"country": "DE", "jurisdiction": "EU"}  # not the old, empty ones
     xp.configure(data={})
     assert dict(xp.resolve_device("numpy:cpu").attributes) == {}
