@@ -92,7 +92,12 @@ class Cluster:
             raise
 
     def addr(self) -> dict[str, str]:
-        return {w["name"]: a for a, w in self.client.scheduler_info()["workers"].items()}
+        """The workers the scheduler has now, by name. Asked of the scheduler directly:
+        ``Client.scheduler_info()`` returns the client's cached identity, which its periodic
+        refresh (no per-worker information) can replace between the fetch and the read, so it
+        once listed no worker at all."""
+        info = self.client.sync(self.client.scheduler.identity, n_workers=-1)
+        return {w["name"]: a for a, w in info["workers"].items()}
 
     def seen(self) -> dict[str, list[Any]]:
         names = {a: n for n, a in self.addr().items()}
